@@ -1,0 +1,3 @@
+"""Registers the memory and timer tasks with Gymnasium."""
+
+MEMORY: list[str] = []
