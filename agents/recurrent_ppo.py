@@ -1,0 +1,96 @@
+"""RecurrentPPO with fast sequence processing, truncated BPTT and a choice of LSTM or GRU.
+
+A thin subclass of ``sb3_contrib.RecurrentPPO``: rollout collection, the PPO loss, logging,
+save/load and ``predict`` are sb3-contrib's. Two pieces change (issue 5):
+
+- the policy (agents/policies.py) makes one recurrent call per minibatch instead of a Python
+  loop over time steps, and offers ``recurrent_cell="gru"``;
+- the rollout buffer (agents/recurrent_buffer.py) serves minibatches of many short sequences,
+  cut every ``bptt_length`` steps and at episode starts, each starting from the state stored
+  during the rollout.
+
+>>> from agents.recurrent_ppo import RecurrentPPO
+>>> model = RecurrentPPO("MlpLstmPolicy", "CartPole-v1", n_steps=32, batch_size=64,
+...                      bptt_length=16, policy_kwargs=dict(recurrent_cell="gru"))
+>>> model = model.learn(64)
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import sb3_contrib
+from gymnasium import spaces
+from stable_baselines3.common.policies import BasePolicy
+
+from agents.policies import (
+    FastRecurrentCnnPolicy,
+    FastRecurrentMultiInputPolicy,
+    FastRecurrentPolicy,
+)
+from agents.recurrent_buffer import SequenceDictRolloutBuffer, SequenceRolloutBuffer
+
+# Chosen from docs/throughput.md (env steps/s) and docs/parity.md (learning parity).
+DEFAULT_BPTT_LENGTH: int | None = 32
+
+
+class RecurrentPPO(sb3_contrib.RecurrentPPO):
+    """sb3-contrib's RecurrentPPO trained on whole shuffled sequences of at most ``bptt_length``.
+
+    Takes every argument of ``sb3_contrib.RecurrentPPO``, unchanged and in the same order, plus:
+
+    :param bptt_length: truncated backpropagation-through-time length: training sequences are
+        cut at episode starts, env boundaries and every ``bptt_length`` steps; a cut that is
+        not an episode start starts from the state stored during the rollout. None cuts only
+        at episode starts and env boundaries (gradients through whole episode pieces of up to
+        ``n_steps``). ``batch_size`` counts steps; minibatches are sets of whole sequences.
+
+    The policy aliases ("MlpLstmPolicy", "CnnLstmPolicy", "MultiInputLstmPolicy") map to the
+    fast policies, which accept ``policy_kwargs`` ``recurrent_cell="lstm"|"gru"`` besides
+    sb3-contrib's. ``predict`` returns sb3-contrib's state: a tuple ``(h, c)`` of arrays of
+    shape ``(n_layers, n_envs, hidden)``; for GRU, ``c`` is zeros and ignored.
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpLstmPolicy": FastRecurrentPolicy,
+        "CnnLstmPolicy": FastRecurrentCnnPolicy,
+        "MultiInputLstmPolicy": FastRecurrentMultiInputPolicy,
+    }
+
+    def __init__(
+        self,
+        *args: Any,
+        bptt_length: int | None = DEFAULT_BPTT_LENGTH,
+        **kwargs: Any,
+    ) -> None:
+        if bptt_length is not None and (
+            isinstance(bptt_length, bool) or not isinstance(bptt_length, int) or bptt_length < 1
+        ):
+            raise ValueError(
+                f"bptt_length must be a positive integer or None (no truncation), "
+                f"got {bptt_length!r}"
+            )
+        # Set before the parent's constructor, which calls _setup_model().
+        self.bptt_length = bptt_length
+        super().__init__(*args, **kwargs)
+
+    def _setup_model(self) -> None:
+        """Build everything as sb3-contrib does, then swap in the sequence rollout buffer."""
+        super()._setup_model()
+        stock = self.rollout_buffer
+        buffer_cls = (
+            SequenceDictRolloutBuffer
+            if isinstance(self.observation_space, spaces.Dict)
+            else SequenceRolloutBuffer
+        )
+        self.rollout_buffer = buffer_cls(
+            self.n_steps,
+            self.observation_space,
+            self.action_space,
+            stock.hidden_state_shape,
+            self.device,
+            gamma=self.gamma,
+            gae_lambda=self.gae_lambda,
+            n_envs=self.n_envs,
+            bptt_length=self.bptt_length,
+        )
