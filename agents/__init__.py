@@ -1,0 +1,21 @@
+"""Recurrent PPO agents: train, load and evaluate them.
+
+>>> import agents
+>>> run_dir = agents.train(env="MemoryStates-v0", n_timesteps=50_000)   # doctest: +SKIP
+>>> agents.evaluate(run_dir, n_episodes=100)["success_rate"]           # doctest: +SKIP
+"""
+
+import os
+import sys
+
+# MuJoCo renders headless through EGL on a Linux machine without a display
+if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
+    os.environ.setdefault("MUJOCO_GL", "egl")
+
+from agents.config import TrainConfig, make_config
+from agents.errors import UserError
+from agents.evaluation import evaluate
+from agents.runs import Run, load
+from agents.training import train
+
+__all__ = ["Run", "TrainConfig", "UserError", "evaluate", "load", "make_config", "train"]

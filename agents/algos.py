@@ -1,0 +1,67 @@
+"""How each algorithm's model is built and loaded.
+
+- ``recurrent_ppo``: PPO with an LSTM (or GRU) between the features and the heads; the memory.
+- ``ppo``: feed-forward PPO on the current observation only; the memoryless baseline.
+- ``ppo_framestack``: feed-forward PPO on the last ``frame_stack`` observations; the baseline
+  that remembers a fixed window and nothing older.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from sb3_contrib import RecurrentPPO
+from stable_baselines3 import PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.vec_env import VecEnv
+
+from agents.config import TrainConfig
+
+ACTIVATIONS = {
+    "tanh": torch.nn.Tanh,
+    "relu": torch.nn.ReLU,
+    "elu": torch.nn.ELU,
+    "leaky_relu": torch.nn.LeakyReLU,
+}
+
+
+def algo_class(algo: str) -> type[BaseAlgorithm]:
+    return RecurrentPPO if algo == "recurrent_ppo" else PPO
+
+
+def is_recurrent(algo: str) -> bool:
+    return algo == "recurrent_ppo"
+
+
+def build_model(config: TrainConfig, env: VecEnv) -> BaseAlgorithm:
+    policy_kwargs: dict[str, Any] = {
+        "net_arch": dict(pi=list(config.net_arch), vf=list(config.net_arch)),
+        "activation_fn": ACTIVATIONS[config.activation_fn],
+        "ortho_init": config.ortho_init,
+    }
+    if is_recurrent(config.algo):
+        policy_kwargs.update(
+            lstm_hidden_size=config.lstm_hidden_size,
+            n_lstm_layers=config.n_lstm_layers,
+            enable_critic_lstm=config.enable_critic_lstm and not config.shared_lstm,
+            shared_lstm=config.shared_lstm,
+        )
+    return algo_class(config.algo)(
+        "MlpLstmPolicy" if is_recurrent(config.algo) else "MlpPolicy",
+        env,
+        n_steps=config.n_steps,
+        batch_size=config.batch_size,
+        n_epochs=config.n_epochs,
+        learning_rate=config.learning_rate,
+        gamma=config.gamma,
+        gae_lambda=config.gae_lambda,
+        clip_range=config.clip_range,
+        ent_coef=config.ent_coef,
+        vf_coef=config.vf_coef,
+        max_grad_norm=config.max_grad_norm,
+        policy_kwargs=policy_kwargs,
+        seed=config.seed,
+        device=config.device,
+        verbose=0,
+    )

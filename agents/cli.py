@@ -1,0 +1,216 @@
+"""Command lines of train.py and evaluate.py: parse, call the API, print, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agents.config import ALGOS, VEC_ENVS, make_config, parse_assignments
+from agents.errors import UserError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    args = _train_parser().parse_args(argv)
+    return _guarded(lambda: _train(args))
+
+
+def evaluate_main(argv: list[str] | None = None) -> int:
+    args = _evaluate_parser().parse_args(argv)
+    return _guarded(lambda: _evaluate(args))
+
+
+def _guarded(action: Callable[[], int]) -> int:
+    """User errors become one line on stderr and exit code 2, never a traceback."""
+    from agents.training import TrainingInterrupted
+
+    try:
+        return action()
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except TrainingInterrupted as interrupted:
+        print(f"\n{interrupted}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _train_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="train.py",
+        description="Train a recurrent PPO agent (or a memoryless baseline) and evaluate it.",
+        epilog="Precedence: preset for the env < --config < --set < explicit flags. "
+        "Example: python train.py --env CartPole-P-v1 --algo ppo --set n_steps=256",
+    )
+    parser.add_argument(
+        "--env",
+        help="registered id, or module:Class / module:function "
+        "for your own env (default: MemoryStates-v0)",
+    )
+    parser.add_argument(
+        "--env-kwargs",
+        nargs="+",
+        default=None,
+        metavar="KEY=VALUE",
+        help="keyword arguments for the env constructor",
+    )
+    parser.add_argument("--algo", choices=ALGOS, help="default: recurrent_ppo")
+    parser.add_argument("--timesteps", type=int, dest="n_timesteps", help="total env steps")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--n-envs", type=int, dest="n_envs")
+    parser.add_argument("--vec", choices=VEC_ENVS, dest="vec_env", help="vectorised env kind")
+    parser.add_argument(
+        "--config", dest="config_file", metavar="FILE.yaml", help="YAML file of config keys"
+    )
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="override config keys, e.g. --set gamma=0.98 net_arch=[128,128]",
+    )
+    parser.add_argument(
+        "--run-dir", help="run folder to create (default: runs/<env>__<algo>__<seed>__<time>)"
+    )
+    parser.add_argument("--device", help="torch device: cpu (default), cuda, auto")
+    parser.add_argument(
+        "--eval-freq",
+        type=int,
+        dest="eval_freq",
+        help="evaluate every this many env steps (0: never)",
+    )
+    parser.add_argument("--eval-episodes", type=int, dest="eval_episodes")
+    parser.add_argument(
+        "--checkpoint-freq",
+        type=int,
+        dest="checkpoint_freq",
+        help="save a checkpoint every this many env steps (0: never)",
+    )
+    parser.add_argument(
+        "--no-progress", action="store_false", dest="progress", default=None, help="no progress bar"
+    )
+    parser.add_argument("--list-envs", action="store_true", help="list our env ids and exit")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    if args.list_envs:
+        import envs
+
+        for suite, ids in envs.SUITES.items():
+            print(f"{suite}: {' '.join(ids)}")
+        return 0
+    from agents.runs import METRICS_FILE
+    from agents.training import train
+
+    explicit = {
+        name: getattr(args, name)
+        for name in (
+            "algo",
+            "n_timesteps",
+            "seed",
+            "n_envs",
+            "vec_env",
+            "device",
+            "eval_freq",
+            "eval_episodes",
+            "checkpoint_freq",
+            "progress",
+        )
+    }
+    if args.env_kwargs is not None:
+        explicit["env_kwargs"] = parse_assignments(args.env_kwargs, "--env-kwargs")
+    config = make_config(
+        env=args.env,
+        config_file=args.config_file,
+        overrides=parse_assignments(args.overrides),
+        **explicit,
+    )
+    from agents.environments import resolve_env
+
+    resolve_env(config.env)  # an unknown id fails before a run folder exists
+    command = shlex.join(["python", "train.py", *sys.argv[1:]])
+    run_dir = train(config, run_dir=args.run_dir, command=command)
+    metrics = json.loads((run_dir / METRICS_FILE).read_text())
+    print(f"\nRun folder: {run_dir}")
+    _print_metrics(metrics)
+    print(f"Watch it: python evaluate.py {run_dir} --video {run_dir / 'video.mp4'}")
+    return 0
+
+
+def _evaluate_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="evaluate.py",
+        description="Evaluate a trained agent: statistics, and optionally a video.",
+    )
+    parser.add_argument("path", metavar="RUN_DIR|MODEL.zip", help="run folder or model file")
+    parser.add_argument("--episodes", type=int, default=100)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--deterministic", action="store_true", default=True, help="greedy actions (default)"
+    )
+    mode.add_argument(
+        "--stochastic",
+        action="store_false",
+        dest="deterministic",
+        help="sample actions from the policy",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-envs", type=int, default=1)
+    parser.add_argument(
+        "--env",
+        help="evaluate on another env with the same spaces "
+        "(e.g. a longer variant); required for a bare model without config.yaml",
+    )
+    parser.add_argument("--env-kwargs", nargs="+", default=None, metavar="KEY=VALUE")
+    parser.add_argument("--json", metavar="PATH", help="also write the statistics here")
+    parser.add_argument("--video", metavar="PATH", help="record a video (.mp4 or .gif)")
+    parser.add_argument("--video-episodes", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    return parser
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from agents.evaluation import evaluate
+    from agents.runs import load
+
+    env_kwargs = parse_assignments(args.env_kwargs, "--env-kwargs") if args.env_kwargs else None
+    run = load(args.path, env=args.env, env_kwargs=env_kwargs, device=args.device)
+    metrics = evaluate(
+        run,
+        n_episodes=args.episodes,
+        deterministic=args.deterministic,
+        seed=args.seed,
+        n_envs=args.n_envs,
+        video=args.video,
+        video_episodes=args.video_episodes,
+    )
+    _print_metrics(metrics)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(metrics, indent=2) + "\n")
+    if args.video:
+        print(f"Video: {metrics['video']}")
+    return 0
+
+
+def _print_metrics(metrics: dict[str, Any]) -> None:
+    mode = "deterministic" if metrics["deterministic"] else "stochastic"
+    low, high = metrics["ci95"]
+    print(f"{metrics['env_id']}  {metrics['algo']}  {metrics['episodes']} episodes ({mode})")
+    if metrics["success_rate"] is not None:
+        ceiling = metrics["memoryless_ceiling"]
+        beside = f"   (memoryless ceiling: {ceiling:.2f})" if ceiling is not None else ""
+        print(f"  success rate  {metrics['success_rate']:.3f}{beside}")
+    print(
+        f"  mean return   {metrics['mean_return']:.3f} +- {metrics['std_return']:.3f}  "
+        f"(95% CI {low:.3f} .. {high:.3f})"
+    )
+    print(f"  mean length   {metrics['mean_length']:.1f}")

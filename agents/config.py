@@ -1,0 +1,245 @@
+"""Training configuration: one typed dataclass, presets from YAML, overrides, validation.
+
+Precedence, lowest first: the ``default`` block of presets.yaml < the block for the env id <
+a ``--config`` YAML file < ``--set key=value`` pairs < explicit command-line flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agents.errors import UserError
+
+PRESETS_FILE = Path(__file__).with_name("presets.yaml")
+ALGOS = ("recurrent_ppo", "ppo", "ppo_framestack")
+RECURRENT_CELLS = ("lstm", "gru")
+VEC_ENVS = ("dummy", "subproc")
+ACTIVATIONS = ("tanh", "relu", "elu", "leaky_relu")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; saved resolved as config.yaml in the run folder."""
+
+    env: str = "MemoryStates-v0"
+    algo: str = "recurrent_ppo"
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    n_timesteps: int = 100_000
+    seed: int = 0
+    n_envs: int = 8
+    vec_env: str = "dummy"
+    device: str = "cpu"
+    torch_threads: int = 1
+    normalize: bool = False
+    # periodic evaluation and checkpoints, in env steps summed over all envs (0 disables)
+    eval_freq: int = 10_000
+    eval_episodes: int = 20
+    final_eval_episodes: int = 100
+    checkpoint_freq: int = 0
+    progress: bool = True
+    # PPO
+    n_steps: int = 128
+    batch_size: int = 256
+    n_epochs: int = 10
+    learning_rate: float = 3e-4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    net_arch: list[int] = field(default_factory=lambda: [64, 64])
+    activation_fn: str = "tanh"
+    ortho_init: bool = True
+    # recurrent_ppo only
+    recurrent_cell: str = "lstm"
+    lstm_hidden_size: int = 64
+    n_lstm_layers: int = 1
+    enable_critic_lstm: bool = True
+    shared_lstm: bool = False
+    bptt_length: int | None = None
+    # ppo_framestack only
+    frame_stack: int = 4
+
+    def validate(self) -> TrainConfig:
+        """Raise UserError naming the first bad value and what is allowed."""
+        _check_choice("algo", self.algo, ALGOS)
+        _check_choice("vec_env", self.vec_env, VEC_ENVS)
+        _check_choice("recurrent_cell", self.recurrent_cell, RECURRENT_CELLS)
+        _check_choice("activation_fn", self.activation_fn, ACTIVATIONS)
+        for name in (
+            "n_timesteps",
+            "n_envs",
+            "n_steps",
+            "batch_size",
+            "n_epochs",
+            "eval_episodes",
+            "final_eval_episodes",
+            "lstm_hidden_size",
+            "n_lstm_layers",
+            "frame_stack",
+            "torch_threads",
+        ):
+            if getattr(self, name) <= 0:
+                raise UserError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        for name in ("eval_freq", "checkpoint_freq"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{name} must be >= 0 (0 disables it), got {getattr(self, name)}")
+        if self.learning_rate <= 0:
+            raise UserError(f"learning_rate must be > 0, got {self.learning_rate}")
+        for name in ("gamma", "gae_lambda"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise UserError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        rollout = self.n_steps * self.n_envs
+        if self.batch_size > rollout:
+            raise UserError(
+                f"batch_size {self.batch_size} is larger than one rollout, n_steps * n_envs = "
+                f"{self.n_steps} * {self.n_envs} = {rollout}; lower batch_size or raise n_steps"
+            )
+        if self.bptt_length is not None and self.bptt_length <= 0:
+            raise UserError(
+                f"bptt_length must be a positive integer or null, got {self.bptt_length}"
+            )
+        if any(not isinstance(units, int) or units <= 0 for units in self.net_arch):
+            raise UserError(f"net_arch must be a list of positive layer sizes, got {self.net_arch}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def load_presets(path: Path = PRESETS_FILE) -> dict[str, dict[str, Any]]:
+    with open(path) as file:
+        return yaml.safe_load(file) or {}
+
+
+def preset_for(env: str, presets: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The ``default`` block updated with the env's own block (if any)."""
+    presets = load_presets() if presets is None else presets
+    merged = dict(presets.get("default", {}))
+    merged.update(presets.get(env, {}) or {})
+    return merged
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(
+            f"config file {path} does not exist; pass an existing YAML file to --config"
+        )
+    try:
+        with open(path) as file:
+            values = yaml.safe_load(file) or {}
+    except yaml.YAMLError as error:
+        reason = str(error).splitlines()[0]
+        raise UserError(f"config file {path} is not valid YAML ({reason}); fix the file") from None
+    if not isinstance(values, dict):
+        raise UserError(f"config file {path} must hold a mapping of key: value, got {values!r}")
+    return values
+
+
+def parse_assignments(pairs: list[str], what: str = "--set") -> dict[str, Any]:
+    """Parse ``key=value`` strings; values go through yaml.safe_load (never eval)."""
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"{what} expects key=value, got {pair!r} (example: {what} gamma=0.98)")
+        try:
+            values[key.strip()] = yaml.safe_load(text) if text else None
+        except yaml.YAMLError:
+            values[key.strip()] = text
+    return values
+
+
+def make_config(
+    env: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    **explicit: Any,
+) -> TrainConfig:
+    """Resolve a config by the precedence rule above; explicit values that are None are unset."""
+    layers = [read_config_file(config_file) if config_file else {}, overrides or {}]
+    explicit = {key: value for key, value in explicit.items() if value is not None}
+    if env is not None:
+        explicit["env"] = env
+    for layer in (*layers, explicit):
+        _check_keys(layer)
+    # the env id decides which preset applies, so find it first
+    env_id = next(
+        (layer["env"] for layer in (explicit, *reversed(layers)) if "env" in layer), TrainConfig.env
+    )
+    values: dict[str, Any] = {"env": env_id}
+    for layer in (preset_for(env_id), *layers, explicit):
+        values.update(layer)
+    return TrainConfig(**{key: coerce(key, value) for key, value in values.items()}).validate()
+
+
+def from_dict(values: dict[str, Any]) -> TrainConfig:
+    """Rebuild a saved config (config.yaml of a run folder)."""
+    _check_keys(values)
+    return TrainConfig(**{key: coerce(key, value) for key, value in values.items()})
+
+
+def _check_keys(values: dict[str, Any]) -> None:
+    for key in values:
+        if key not in FIELDS:
+            close = difflib.get_close_matches(key, FIELDS, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise UserError(
+                f"unknown config key {key!r}{hint}; valid keys: {', '.join(sorted(FIELDS))}"
+            )
+
+
+def coerce(key: str, value: Any) -> Any:
+    """Check a value against the field's type; accept 1e5 for an int and 1 for a float."""
+    expected = typing.get_type_hints(TrainConfig)[key]
+    optional = typing.get_origin(expected) in (typing.Union, types.UnionType)
+    if optional:
+        if value is None:
+            return None
+        expected = next(arg for arg in typing.get_args(expected) if arg is not type(None))
+    origin = typing.get_origin(expected) or expected
+    if origin is bool and isinstance(value, bool):
+        return value
+    if origin is int and not isinstance(value, bool):
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):  # yaml reads 1e5 as a string
+            try:
+                number = float(value)
+            except ValueError:
+                pass
+            else:
+                if number.is_integer():
+                    return int(number)
+    if origin is float and not isinstance(value, bool):
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    if origin in (str, list, dict) and isinstance(value, origin):
+        return value
+    type_name = getattr(origin, "__name__", str(origin))
+    raise UserError(f"config key {key!r} expects {type_name}, got {value!r}")
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UserError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")

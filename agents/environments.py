@@ -1,0 +1,146 @@
+"""From an env id to the vectorised env a model trains and is judged on.
+
+An env is named either by a registered Gymnasium id (``envs`` registers ours) or, for a
+user's own env, by ``module:Class`` / ``module:function`` (``my_robot:MyRobotEnv``), resolved
+from the current directory too, like ``uvicorn`` does.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import importlib
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import (
+    DummyVecEnv,
+    SubprocVecEnv,
+    VecEnv,
+    VecFrameStack,
+    VecNormalize,
+)
+
+import envs  # noqa: F401  (registers our ids)
+from agents.config import TrainConfig
+from agents.errors import UserError
+
+
+def resolve_env(env: str) -> str | Callable[..., gym.Env]:
+    """Return a registered id unchanged, or import ``module:attr``; UserError if neither."""
+    if ":" in env and env not in gym.registry:
+        return _import_entry_point(env)
+    if env in gym.registry:
+        return env
+    close = difflib.get_close_matches(env, gym.registry.keys(), n=5, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    raise UserError(
+        f"unknown env id {env!r}; {hint}Use a registered Gymnasium id "
+        "(python train.py --list-envs) or module:Class for your own env"
+    )
+
+
+def _import_entry_point(env: str) -> Callable[..., gym.Env]:
+    module_name, _, attr = env.partition(":")
+    if os.getcwd() not in sys.path:  # a user's module next to where they run the command
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name and module_name.startswith(error.name):
+            raise UserError(
+                f"cannot import module {module_name!r} for env {env!r}; run from the folder "
+                "that holds it or add that folder to PYTHONPATH"
+            ) from None
+        raise
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise UserError(f"module {module_name!r} has no class or function {attr!r} (env {env!r})")
+    return factory
+
+
+def make_single_env(env: str, env_kwargs: dict[str, Any] | None = None, **make_kwargs: Any):
+    """One unwrapped-by-us env, for inspection (spaces, ceiling) and tests."""
+    entry = resolve_env(env)
+    kwargs = {**(env_kwargs or {}), **make_kwargs}
+    try:
+        made = gym.make(entry, **kwargs) if isinstance(entry, str) else entry(**kwargs)
+    except TypeError as error:
+        raise UserError(
+            f"env {env!r} rejected its arguments ({error}); check --env-kwargs"
+        ) from None
+    if not isinstance(made, gym.Env):
+        raise UserError(f"{env!r} returned {type(made).__name__}, not a gymnasium.Env")
+    return made
+
+
+def memoryless_ceiling(env: gym.Env) -> float | None:
+    """The documented best success rate without memory, if the task states one."""
+    try:
+        return float(env.get_wrapper_attr("memoryless_ceiling"))
+    except AttributeError:
+        return None
+
+
+def make_vec(
+    config: TrainConfig,
+    n_envs: int,
+    seed: int,
+    monitor_dir: Path | None = None,
+    render_mode: str | None = None,
+    vecnormalize_path: Path | None = None,
+    training: bool = True,
+    wrapper_class: type[gym.Wrapper] | None = None,
+) -> VecEnv:
+    """The vectorised env for ``config``: monitored, normalised and frame-stacked as it says.
+
+    For evaluation (``training=False``) the normalisation statistics are frozen, loaded from
+    ``vecnormalize_path`` when given, and rewards are reported unnormalised.
+    """
+    resolve_env(config.env)  # fail here, in the main process, with a clear message
+    env_kwargs = dict(config.env_kwargs)
+    if render_mode is not None:
+        env_kwargs["render_mode"] = render_mode
+    use_subproc = config.vec_env == "subproc" and n_envs > 1
+    vec = make_vec_env(
+        # a function of ours, so that subprocesses import envs (our ids) and the user's module
+        functools.partial(make_single_env, config.env),
+        n_envs=n_envs,
+        seed=seed,
+        monitor_dir=str(monitor_dir) if monitor_dir else None,
+        env_kwargs=env_kwargs,
+        vec_env_cls=SubprocVecEnv if use_subproc else DummyVecEnv,
+        wrapper_class=wrapper_class,
+    )
+    if config.normalize:
+        if training:
+            vec = VecNormalize(vec, gamma=config.gamma)
+        elif vecnormalize_path is None:  # an eval env during training: stats synced by SB3
+            vec = VecNormalize(vec, training=False, norm_reward=False)
+        else:
+            vec = load_normalization(vecnormalize_path, vec)
+    if config.algo == "ppo_framestack":
+        vec = VecFrameStack(vec, n_stack=config.frame_stack)
+    return vec
+
+
+def load_normalization(path: Path | None, vec: VecEnv) -> VecNormalize:
+    if path is None or not path.is_file():
+        raise UserError(
+            f"the run normalises observations but {path} is missing; "
+            "evaluate the whole run folder, or copy vecnormalize.pkl beside the model"
+        )
+    try:
+        normalized = VecNormalize.load(str(path), vec)
+    except Exception as error:  # a pickle can fail in many ways; all mean the file is bad
+        raise UserError(
+            f"cannot read {path} ({type(error).__name__}); the file is corrupt"
+        ) from None
+    normalized.training = False
+    normalized.norm_reward = False
+    return normalized

@@ -1,0 +1,127 @@
+"""Judging a trained agent: episode statistics, and a video a person can watch."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from scipy import stats
+
+from agents.environments import make_single_env, memoryless_ceiling
+from agents.errors import UserError
+from agents.rollout import Episode, episodes, steps
+from agents.runs import Run, load
+
+VIDEO_SUFFIXES = (".mp4", ".gif")
+
+
+def evaluate(
+    run: Run | str | Path,
+    n_episodes: int = 100,
+    deterministic: bool = True,
+    seed: int = 0,
+    n_envs: int = 1,
+    video: str | Path | None = None,
+    video_episodes: int = 1,
+    keep_state: bool = True,
+) -> dict[str, Any]:
+    """Statistics over ``n_episodes`` episodes (and, with ``video``, a recording).
+
+    Returns env_id, algo, episodes, mean_return, std_return, ci95 (Student-t interval of the
+    mean return), mean_length, success_rate (None when the env does not report
+    ``info["is_success"]``) and the task's memoryless_ceiling (None when it states none).
+    """
+    if n_episodes <= 0 or n_envs <= 0 or video_episodes <= 0:
+        raise UserError("episodes, n_envs and video episodes must be positive integers")
+    if video is not None and Path(video).suffix not in VIDEO_SUFFIXES:
+        raise UserError(f"video {video} must end in .mp4 or .gif")
+    run = run if isinstance(run, Run) else load(run)
+    env = run.make_env(n_envs=n_envs, seed=seed)
+    try:
+        results = episodes(run.model, env, n_episodes, deterministic, keep_state)
+    finally:
+        env.close()
+    metrics = summarize(results)
+    probe_env = make_single_env(run.config.env, run.config.env_kwargs)
+    metrics = {
+        "env_id": run.config.env,
+        "algo": run.config.algo,
+        **metrics,
+        "memoryless_ceiling": memoryless_ceiling(probe_env),
+        "deterministic": deterministic,
+        "seed": seed,
+    }
+    probe_env.close()
+    if video is not None:
+        metrics["video"] = str(record_video(run, video, video_episodes, deterministic, seed))
+    return metrics
+
+
+def summarize(results: list[Episode]) -> dict[str, Any]:
+    returns = np.array([episode.total_return for episode in results])
+    n = len(returns)
+    mean = float(returns.mean())
+    std = float(returns.std(ddof=1)) if n > 1 else 0.0
+    half_width = float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n)) if n > 1 else 0.0
+    successes = [episode.success for episode in results if episode.success is not None]
+    return {
+        "episodes": n,
+        "mean_return": mean,
+        "std_return": std,
+        "ci95": [mean - half_width, mean + half_width],
+        "mean_length": float(np.mean([episode.length for episode in results])),
+        "success_rate": float(np.mean(successes)) if len(successes) == n else None,
+    }
+
+
+def record_video(
+    run: Run, path: str | Path, n_episodes: int, deterministic: bool = True, seed: int = 0
+) -> Path:
+    """Render the first ``n_episodes`` episodes of one env into an .mp4 or .gif."""
+    import imageio.v2 as imageio
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    env = run.make_env(n_envs=1, seed=seed, render_mode="rgb_array", wrapper_class=FrameCollector)
+    try:
+        finished = 0
+        for step in steps(run.model, env, deterministic):
+            finished += int(step.done[0])
+            if finished >= n_episodes:
+                break
+        frames = env.get_attr("frames")[0][:-1]  # the last frame starts an unplayed episode
+        fps = env.get_attr("metadata")[0].get("render_fps") or 30
+    finally:
+        env.close()
+    if path.suffix == ".gif":
+        imageio.mimsave(path, frames, duration=1000 / fps, loop=0)
+    else:
+        imageio.mimsave(path, frames, fps=fps, macro_block_size=1)
+    return path
+
+
+class FrameCollector(gym.Wrapper):
+    """Keeps a frame after every reset and step, before the vectorised env's auto-reset can
+    hide an episode's last state."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        if env.render_mode != "rgb_array":
+            raise UserError(
+                f"env {env.spec.id if env.spec else env} cannot render rgb_array "
+                "frames, so it cannot make a video"
+            )
+        self.frames: list[np.ndarray] = []
+
+    def reset(self, **kwargs):
+        result = self.env.reset(**kwargs)
+        self.frames.append(np.asarray(self.env.render()))
+        return result
+
+    def step(self, action):
+        result = self.env.step(action)
+        self.frames.append(np.asarray(self.env.render()))
+        return result

@@ -1,0 +1,87 @@
+"""Config resolution: preset < --config < --set < explicit flags, and clear errors."""
+
+import pytest
+import yaml
+
+from agents.config import TrainConfig, coerce, make_config, parse_assignments, preset_for
+from agents.errors import UserError
+
+
+def test_precedence_preset_file_set_flag(tmp_path):
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text(yaml.safe_dump({"gamma": 0.9, "n_steps": 64, "ent_coef": 0.02}))
+    config = make_config(
+        env="MemoryStates-v0",
+        config_file=config_file,
+        overrides={"n_steps": 32, "ent_coef": 0.03},
+        ent_coef=0.04,
+    )
+    preset = preset_for("MemoryStates-v0")
+    assert config.gamma == 0.9  # file beats preset
+    assert config.n_steps == 32  # --set beats file
+    assert config.ent_coef == 0.04  # explicit flag beats --set
+    assert config.n_envs == preset["n_envs"]  # untouched keys come from the preset
+
+
+def test_env_block_of_preset_applies_to_its_env():
+    default = preset_for("some-unknown-env")
+    memory = preset_for("MemoryStates-v0")
+    assert memory != default
+    assert make_config(env="MemoryStates-v0").n_timesteps == memory["n_timesteps"]
+
+
+def test_set_values_are_yaml_never_eval():
+    values = parse_assignments(
+        ["net_arch=[32, 32]", "gamma=0.98", "normalize=true", "env=__import__('os')"]
+    )
+    assert values == {
+        "net_arch": [32, 32],
+        "gamma": 0.98,
+        "normalize": True,
+        "env": "__import__('os')",
+    }
+
+
+def test_coerce_accepts_scientific_ints_and_int_floats():
+    assert coerce("n_timesteps", "1e5") == 100_000
+    assert coerce("n_timesteps", 2e4) == 20_000
+    assert coerce("learning_rate", 1) == 1.0
+    assert coerce("bptt_length", None) is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"lerning_rate": 1e-3}, "unknown config key 'lerning_rate' (did you mean learning_rate"),
+        ({"n_timesteps": 0}, "n_timesteps must be a positive integer, got 0"),
+        ({"n_timesteps": -5}, "n_timesteps must be a positive integer, got -5"),
+        ({"batch_size": 4096, "n_steps": 16, "n_envs": 2}, "batch_size 4096 is larger than"),
+        ({"algo": "dqn"}, "unknown algo 'dqn'; choose one of: recurrent_ppo, ppo, ppo_framestack"),
+        ({"gamma": 1.5}, "gamma must lie in [0, 1], got 1.5"),
+        ({"n_envs": "many"}, "config key 'n_envs' expects int, got 'many'"),
+        ({"normalize": "yes please"}, "config key 'normalize' expects bool"),
+        ({"recurrent_cell": "rnn"}, "unknown recurrent_cell 'rnn'"),
+    ],
+)
+def test_bad_values_name_the_problem(overrides, message):
+    with pytest.raises(UserError) as error:
+        make_config(env="MemoryStates-v0", overrides=overrides)
+    assert message in str(error.value)
+
+
+def test_missing_and_corrupt_config_files(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        make_config(config_file=tmp_path / "nope.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("gamma: [0.9\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        make_config(config_file=broken)
+
+
+def test_every_preset_key_is_a_config_field_and_valid():
+    from agents.config import load_presets
+
+    for env, block in load_presets().items():
+        config = make_config(env=None if env == "default" else env)
+        assert isinstance(config, TrainConfig), env
+        assert set(block) <= set(config.to_dict()), env
