@@ -1,19 +1,21 @@
-"""Registers the memory and timer tasks with Gymnasium.
+"""Registers the memory and timer tasks with Gymnasium (see docs/envs.md for the table).
 
-Every task terminates by itself; ids whose episodes could run on (none so far) would get a
-``max_episode_steps`` here. Tasks document their ``memoryless_ceiling`` in the class docstring.
+Every task but the T-maze ends by itself; the T-maze agent may wander, so its ids carry a
+``max_episode_steps``. Each task documents its ``memoryless_ceiling`` in the class docstring.
 """
 
 from gymnasium.envs.registration import register, registry
 
-# id -> (entry point, keyword arguments)
-_TASKS: dict[str, tuple[str, dict]] = {
-    "MemoryStates-v0": ("envs.sequences:MemoryStatesEnv", {"max_distractors": 10}),
-    "MemoryStates-Long-v0": ("envs.sequences:MemoryStatesEnv", {"max_distractors": 100}),
+# id -> (entry point, keyword arguments, max_episode_steps)
+_TASKS: dict[str, tuple[str, dict, int | None]] = {
+    "MemoryStates-v0": ("envs.sequences:MemoryStatesEnv", {"max_distractors": 10}, None),
+    "MemoryStates-Long-v0": ("envs.sequences:MemoryStatesEnv", {"max_distractors": 100}, None),
+    "Copy-v0": ("envs.sequences:CopyEnv", {"max_length": 5}, None),
+    "Copy-Long-v0": ("envs.sequences:CopyEnv", {"max_length": 10}, None),
 }
 
-for _id, (_entry_point, _kwargs) in _TASKS.items():
+for _id, (_entry_point, _kwargs, _max_steps) in _TASKS.items():
     if _id not in registry:  # importing twice (e.g. reloads in tests) must not warn
-        register(id=_id, entry_point=_entry_point, kwargs=_kwargs)
+        register(id=_id, entry_point=_entry_point, kwargs=_kwargs, max_episode_steps=_max_steps)
 
 MEMORY: list[str] = list(_TASKS)

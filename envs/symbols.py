@@ -1,4 +1,4 @@
-"""Shared pieces of the symbolic memory tasks: one-hot codes and a rendered symbol tape.
+"""Shared pieces of the symbolic memory tasks: one-hot codes, a rendered symbol tape, a base.
 
 A symbolic task shows one input symbol a step and the agent answers with one output symbol.
 :class:`SymbolTape` records both streams and draws them as two rows of cells, the input row
@@ -10,7 +10,9 @@ frame), which keeps rendering fast enough for long videos.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
+import gymnasium as gym
 import numpy as np
 from matplotlib import font_manager
 from matplotlib.ft2font import FT2Font
@@ -39,12 +41,24 @@ def one_hot(index: int, size: int) -> np.ndarray:
 
 @lru_cache(maxsize=512)
 def text_mask(text: str, px: int = FONT_PX) -> np.ndarray:
-    """Coverage (0..1, shape height x width) of ``text`` drawn in a monospace font."""
+    """Coverage (0..1, height x width) of ``text`` in a monospace font, on a common baseline.
+
+    FreeType crops the bitmap to the inked glyphs, so "saw", "Spot" and "." would come out
+    at different heights; padding each to the font's full ascent and descent puts every
+    string's baseline on the same row, and texts drawn at one y line up.
+    """
     font = FT2Font(font_manager.findfont("DejaVu Sans Mono"))
     font.set_size(px, 72)  # at 72 dpi one point is one pixel
     font.set_text(text, 0.0)
     font.draw_glyphs_to_bitmap()
-    return np.asarray(font.get_image(), dtype=np.float32) / 255.0
+    ink = np.asarray(font.get_image(), dtype=np.float32) / 255.0
+    ascent = int(np.ceil(font.ascender / font.units_per_EM * px))
+    descent = int(np.ceil(-font.descender / font.units_per_EM * px))
+    below = int(round(font.get_descent() / 64))  # ink rows under the baseline
+    top = max(0, ascent - (ink.shape[0] - below))
+    mask = np.zeros((max(ascent + descent, top + ink.shape[0]), ink.shape[1]), np.float32)
+    mask[top : top + ink.shape[0]] = ink
+    return mask
 
 
 def draw_text(canvas: np.ndarray, text: str, x: int, y: int, color=INK, px: int = FONT_PX) -> None:
@@ -121,7 +135,7 @@ class SymbolTape:
         rows_top = (height - 2 * row_height) // 2 + MARGIN
         for row, (label, symbols) in enumerate((("in", self.inputs), ("out", self.outputs))):
             top = rows_top + row * (row_height + 6)
-            draw_text(canvas, label, MARGIN, top + 8, color=MUTED)
+            draw_text(canvas, label, MARGIN, top + 6, color=MUTED)
             for t in range(first, len(self.inputs)):
                 x0 = MARGIN + label_width + (t - first) * cell
                 fill = CURRENT if t == len(self.inputs) - 1 else None
@@ -132,5 +146,38 @@ class SymbolTape:
                         color = {1: RIGHT, -1: WRONG, 0: MUTED}[self.marks[t]]
                     text = symbols[t]
                     offset = (cell - text_mask(text).shape[1]) // 2
-                    draw_text(canvas, text, x0 + max(offset, 2), top + 8, color=color)
+                    draw_text(canvas, text, x0 + max(offset, 2), top + 6, color=color)
         return canvas
+
+
+class SymbolTaskEnv(gym.Env):
+    """Base of the symbolic tasks: render modes, the tape, and the policy hooks of the contract.
+
+    Subclasses fill ``self._tape`` as they step and implement :meth:`oracle_action` (may read
+    hidden state) and :meth:`memoryless_action` (a function of the observation and
+    ``self.np_random`` only), the two reference policies the tests run over every task.
+    """
+
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
+    memoryless_ceiling: float
+
+    def __init__(self, title: str, render_mode: str | None = None) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}"
+            )
+        self.render_mode = render_mode
+        self._tape = SymbolTape(title)
+
+    def oracle_action(self) -> Any:
+        raise NotImplementedError
+
+    def memoryless_action(self, obs: np.ndarray) -> Any:
+        raise NotImplementedError
+
+    def render(self) -> str | np.ndarray | None:
+        if self.render_mode == "ansi":
+            return self._tape.ansi()
+        if self.render_mode == "rgb_array":
+            return self._tape.rgb()
+        return None

@@ -20,9 +20,13 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs
 
-# Ids whose registered episodes are too long for a fast test run with shorter ones instead;
-# the contract does not depend on the length.
-SHORT_KWARGS: dict[str, dict] = {}
+# Ids whose registered episodes are too long for a fast test run with fewer pulses (the
+# pulse length, which the ceiling depends on, is kept) and fewer episodes.
+SHORT_KWARGS: dict[str, dict] = {
+    "Timer-Long-v0": {"triggers": 1},
+    "Timer-Jaeger-v0": {"triggers": 1},
+}
+FEWER_EPISODES = {"Timer-Long-v0": 4, "Timer-Jaeger-v0": 40}  # divide episode counts by this
 
 Z_BAND = 4.0  # binomial sigmas: a correct ceiling fails this check about once in 16 000 runs
 
@@ -45,6 +49,8 @@ def run_episode(
 
 
 def success_rate(env: gym.Env, policy: Callable[[np.ndarray], object], episodes: int) -> float:
+    """Fraction of ``episodes`` (fewer for the slowest ids) that end with is_success."""
+    episodes = max(5, episodes // FEWER_EPISODES.get(env.spec.id, 1))
     env.reset(seed=0)
     env.action_space.seed(0)
     wins = [run_episode(env, policy)[1]["is_success"] for _ in range(episodes)]
@@ -119,7 +125,9 @@ def test_steps_keep_the_contract(env_id):
             obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
             assert np.isfinite(reward)
             done = terminated or truncated
-            assert ("is_success" in info) == done, "is_success belongs to the final step only"
+            # Tasks that may be truncated by a time limit report it every step; none may
+            # claim success before the end.
+            assert done or not info.get("is_success", False)
         assert isinstance(info["is_success"], bool)
 
 
@@ -135,6 +143,7 @@ def test_memoryless_policy_reaches_the_ceiling_and_no_more(env_id):
     ceiling = unwrapped.memoryless_ceiling
     episodes = 400
     rate = success_rate(env, unwrapped.memoryless_action, episodes)
+    episodes = max(5, episodes // FEWER_EPISODES.get(env_id, 1))
     assert abs(rate - ceiling) <= band(ceiling, episodes), f"{rate=} {ceiling=}"
 
 
@@ -143,6 +152,7 @@ def test_random_policy_stays_below_the_ceiling(env_id):
     ceiling = env.unwrapped.memoryless_ceiling
     episodes = 200
     rate = success_rate(env, lambda obs: env.action_space.sample(), episodes)
+    episodes = max(5, episodes // FEWER_EPISODES.get(env_id, 1))
     assert rate <= ceiling + band(ceiling, episodes), f"{rate=} {ceiling=}"
 
 
