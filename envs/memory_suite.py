@@ -8,6 +8,9 @@ from gymnasium.envs.registration import register, registry
 
 # id -> (entry point, keyword arguments, max_episode_steps)
 _TASKS: dict[str, tuple[str, dict, int | None]] = {
+    "Counting-v0": ("envs.counting:CountingEnv", {"min_count": 1, "max_count": 10}, None),
+    "Counting-Long-v0": ("envs.counting:CountingEnv", {"min_count": 11, "max_count": 20}, None),
+    "SelectiveCounting-v0": ("envs.counting:SelectiveCountingEnv", {}, None),
     "MemoryStates-v0": ("envs.sequences:MemoryStatesEnv", {"max_distractors": 10}, None),
     "MemoryStates-Long-v0": ("envs.sequences:MemoryStatesEnv", {"max_distractors": 100}, None),
     "Copy-v0": ("envs.sequences:CopyEnv", {"max_length": 5}, None),
