@@ -8,6 +8,8 @@ from gymnasium.envs.registration import register, registry
 
 # id -> (entry point, keyword arguments, max_episode_steps)
 _TASKS: dict[str, tuple[str, dict, int | None]] = {
+    "DinnerCycle-v0": ("envs.dinner:DinnerCycleEnv", {}, None),
+    "ChildrensBook-v0": ("envs.book:ChildrensBookEnv", {}, None),
     "Counting-v0": ("envs.counting:CountingEnv", {"min_count": 1, "max_count": 10}, None),
     "Counting-Long-v0": ("envs.counting:CountingEnv", {"min_count": 11, "max_count": 20}, None),
     "SelectiveCounting-v0": ("envs.counting:SelectiveCountingEnv", {}, None),
