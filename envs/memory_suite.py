@@ -8,6 +8,9 @@ from gymnasium.envs.registration import register, registry
 
 # id -> (entry point, keyword arguments, max_episode_steps)
 _TASKS: dict[str, tuple[str, dict, int | None]] = {
+    "Timer-v0": ("envs.timer:TimerEnv", {"duration_scale": 20}, None),
+    "Timer-Long-v0": ("envs.timer:TimerEnv", {"duration_scale": 100}, None),
+    "Timer-Jaeger-v0": ("envs.timer:TimerEnv", {"duration_scale": 1000}, None),
     "DinnerCycle-v0": ("envs.dinner:DinnerCycleEnv", {}, None),
     "ChildrensBook-v0": ("envs.book:ChildrensBookEnv", {}, None),
     "Counting-v0": ("envs.counting:CountingEnv", {"min_count": 1, "max_count": 10}, None),
