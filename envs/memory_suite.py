@@ -20,6 +20,8 @@ _TASKS: dict[str, tuple[str, dict, int | None]] = {
     "MemoryStates-Long-v0": ("envs.sequences:MemoryStatesEnv", {"max_distractors": 100}, None),
     "Copy-v0": ("envs.sequences:CopyEnv", {"max_length": 5}, None),
     "Copy-Long-v0": ("envs.sequences:CopyEnv", {"max_length": 10}, None),
+    "TMaze-v0": ("envs.tmaze:TMazeEnv", {"length": 10}, 100),
+    "TMaze-Long-v0": ("envs.tmaze:TMazeEnv", {"length": 50}, 500),
 }
 
 for _id, (_entry_point, _kwargs, _max_steps) in _TASKS.items():
