@@ -61,7 +61,7 @@ class CountingEnv(SymbolTaskEnv):
     ## Episode End
 
     Terminates on "stop" or on the first wrong output (a "b" too many), at most at step
-    ``2 N + 2``. ``info["is_success"]``: exactly N b's, then "stop". ``info["latent"]``:
+    ``2 N + 1``. ``info["is_success"]``: exactly N b's, then "stop". ``info["latent"]``:
     ``owed`` (a's read minus b's written: the count memory must hold) and ``writing`` (0/1).
 
     ## Arguments

@@ -56,7 +56,8 @@ class TMazeEnv(gym.Env):
     ## Rewards
 
     +4 for entering the goal arm, -0.1 for entering the other arm, -0.1 for every move into a
-    wall (standing still), 0 otherwise. The shortest episode returns 4.
+    wall (standing still), 0 otherwise. The shortest episode returns 4. (+4 and -0.1 for
+    standing still are Bakker's; -0.1 for the wrong arm is our reading of his scheme.)
 
     ## Starting State
 
