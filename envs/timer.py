@@ -182,9 +182,7 @@ class TimerEnv(gym.Env):
         if self._t < len(self._target):
             return self._observation(), -error, False, False, self._info()
         mae = self._error / len(self._target)
-        self._t -= 1  # the final observation and latent repeat the last step's
-        info = self._info()
-        self._t += 1
+        info = self._info()  # the final observation and latent repeat the last step's
         info.update(is_success=bool(mae < self.success_mae), mae=mae)
         return self._observation(), -error, True, False, info
 
