@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from tests.conftest import TINY_RUN, run_script
@@ -120,3 +121,21 @@ def test_evaluate_user_errors(tmp_path, memory_run):
     _assert_user_error(
         run_script("evaluate.py", str(memory_run), "--video", "v.avi"), "must end in .mp4 or .gif"
     )
+
+
+def test_mujoco_robot_video(tmp_path):
+    run_dir = tmp_path / "hopper"
+    trained = run_script("train.py", "--env", "Hopper-P-v5", "--run-dir", str(run_dir), *TINY_RUN)
+    assert trained.returncode == 0, trained.stderr
+    assert (run_dir / "vecnormalize.pkl").is_file()  # the MuJoCo preset normalises
+    video = tmp_path / "hopper.mp4"
+    evaluated = run_script("evaluate.py", str(run_dir), "--episodes", "2", "--video", str(video))
+    assert evaluated.returncode == 0, evaluated.stderr
+
+    import imageio.v2 as imageio
+
+    frames = imageio.mimread(video, memtest=False)
+    assert len(frames) > 5
+    assert frames[0].ndim == 3 and frames[0].shape[2] == 3
+    assert np.std(frames[0]) > 5  # a rendered scene, not a blank frame
+    assert not np.array_equal(frames[0], frames[-1])  # the robot moved

@@ -1,0 +1,124 @@
+"""Run folders: save/load round trips and evaluating a user's own env."""
+
+import textwrap
+
+import numpy as np
+import pytest
+
+import agents
+from agents.algos import build_model
+from agents.config import make_config
+from agents.environments import make_vec
+from agents.runs import load
+from tests.conftest import TINY_RUN, run_script
+
+
+def _actions(model, observations, starts):
+    state, actions = None, []
+    for observation, start in zip(observations, starts, strict=True):
+        action, state = model.predict(
+            observation, state=state, episode_start=start, deterministic=True
+        )
+        actions.append(action)
+    return np.array(actions)
+
+
+@pytest.mark.parametrize("algo", ["recurrent_ppo", "ppo", "ppo_framestack"])
+def test_save_load_round_trip_gives_identical_actions(algo, tmp_path):
+    config = make_config(
+        env="CartPole-P-v1",
+        algo=algo,
+        n_envs=2,
+        n_steps=32,
+        batch_size=32,
+        n_epochs=1,
+        normalize=True,
+    )
+    env = make_vec(config, config.n_envs, seed=0)
+    model = build_model(config, env)
+    model.learn(128)  # moves the weights and the normalisation statistics off their init
+    rng = np.random.default_rng(0)
+    observations = rng.normal(size=(20, 2, *env.observation_space.shape)).astype(np.float32)
+    starts = np.zeros((20, 2), dtype=bool)
+    starts[[0, 7, 13], 0] = True  # episode starts in the middle, in one env only
+    starts[0] = True
+    before = _actions(model, observations, starts)
+    model.save(tmp_path / "model.zip")
+    reloaded = type(model).load(tmp_path / "model.zip")
+    np.testing.assert_array_equal(_actions(reloaded, observations, starts), before)
+
+
+def test_run_folder_round_trip_restores_normalisation(tmp_path):
+    run_dir = agents.train(
+        env="CartPole-P-v1",
+        run_dir=tmp_path / "run",
+        n_timesteps=256,
+        n_envs=2,
+        n_steps=64,
+        batch_size=64,
+        n_epochs=1,
+        normalize=True,
+        progress=False,
+        eval_freq=0,
+        final_eval_episodes=2,
+    )
+    run = load(run_dir)
+    env = run.make_env()
+    assert env.training is False and env.norm_reward is False
+    assert env.obs_rms.count > 256  # the statistics gathered in training, not fresh ones
+    env.close()
+
+
+USER_ENV = textwrap.dedent('''
+    import gymnasium as gym
+    import numpy as np
+
+    class Echo(gym.Env):
+        """Shows a bit, then asks for it back one step later."""
+        observation_space = gym.spaces.Box(0, 1, (2,), np.float32)
+        action_space = gym.spaces.Discrete(2)
+        metadata = {"render_modes": []}
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            self.bit, self.t = int(self.np_random.integers(2)), 0
+            return np.array([self.bit, 0], np.float32), {}
+
+        def step(self, action):
+            self.t += 1
+            done = self.t == 2
+            reward = float(done and action == self.bit)
+            info = {"is_success": bool(reward)} if done else {}
+            return np.array([0, 1], np.float32), reward, done, False, info
+''')
+
+
+def test_users_env_as_module_class_trains_and_evaluates(tmp_path):
+    (tmp_path / "my_robot.py").write_text(USER_ENV)
+    trained = run_script(
+        "train.py", "--env", "my_robot:Echo", "--run-dir", "run", *TINY_RUN, cwd=tmp_path
+    )
+    assert trained.returncode == 0, trained.stderr
+    assert "my_robot:Echo" in trained.stdout
+    evaluated = run_script("evaluate.py", "run", "--episodes", "4", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "success rate" in evaluated.stdout
+
+
+def test_users_env_with_subprocess_envs(tmp_path, monkeypatch):
+    (tmp_path / "my_robot.py").write_text(USER_ENV)
+    monkeypatch.chdir(tmp_path)
+    run_dir = agents.train(
+        env="my_robot:Echo",
+        vec_env="subproc",
+        n_envs=2,
+        n_timesteps=128,
+        n_steps=32,
+        batch_size=32,
+        n_epochs=1,
+        progress=False,
+        eval_freq=0,
+        final_eval_episodes=2,
+        run_dir=tmp_path / "run",
+    )
+    assert (run_dir / "model.zip").is_file()
