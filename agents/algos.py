@@ -1,6 +1,8 @@
 """How each algorithm's model is built and loaded.
 
 - ``recurrent_ppo``: PPO with an LSTM (or GRU) between the features and the heads; the memory.
+  Our subclass of sb3-contrib's RecurrentPPO, which trains on many short sequences at once
+  (agents/recurrent_ppo.py).
 - ``ppo``: feed-forward PPO on the current observation only; the memoryless baseline.
 - ``ppo_framestack``: feed-forward PPO on the last ``frame_stack`` observations; the baseline
   that remembers a fixed window and nothing older.
@@ -11,12 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from sb3_contrib import RecurrentPPO
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
 from agents.config import TrainConfig
+from agents.recurrent_ppo import RecurrentPPO
 
 ACTIVATIONS = {
     "tanh": torch.nn.Tanh,
@@ -40,13 +42,16 @@ def build_model(config: TrainConfig, env: VecEnv) -> BaseAlgorithm:
         "activation_fn": ACTIVATIONS[config.activation_fn],
         "ortho_init": config.ortho_init,
     }
+    extra: dict[str, Any] = {}
     if is_recurrent(config.algo):
         policy_kwargs.update(
             lstm_hidden_size=config.lstm_hidden_size,
             n_lstm_layers=config.n_lstm_layers,
             enable_critic_lstm=config.enable_critic_lstm and not config.shared_lstm,
             shared_lstm=config.shared_lstm,
+            recurrent_cell=config.recurrent_cell,
         )
+        extra["bptt_length"] = config.bptt_length
     return algo_class(config.algo)(
         "MlpLstmPolicy" if is_recurrent(config.algo) else "MlpPolicy",
         env,
@@ -64,4 +69,5 @@ def build_model(config: TrainConfig, env: VecEnv) -> BaseAlgorithm:
         seed=config.seed,
         device=config.device,
         verbose=0,
+        **extra,
     )

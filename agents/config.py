@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from agents.errors import UserError
+from agents.recurrent_ppo import DEFAULT_BPTT_LENGTH
 
 PRESETS_FILE = Path(__file__).with_name("presets.yaml")
 ALGOS = ("recurrent_ppo", "ppo", "ppo_framestack")
@@ -65,7 +66,7 @@ class TrainConfig:
     n_lstm_layers: int = 1
     enable_critic_lstm: bool = True
     shared_lstm: bool = False
-    bptt_length: int | None = None
+    bptt_length: int | None = DEFAULT_BPTT_LENGTH  # null: whole episode pieces of n_steps
     # ppo_framestack only
     frame_stack: int = 4
 

@@ -8,11 +8,27 @@ import pytest
 from tests.conftest import TINY_RUN, run_script
 
 
-@pytest.mark.parametrize("algo", ["recurrent_ppo", "ppo", "ppo_framestack"])
-def test_train_then_evaluate(algo, tmp_path):
+@pytest.mark.parametrize(
+    ("algo", "extra"),
+    [
+        ("recurrent_ppo", []),
+        ("recurrent_ppo", ["recurrent_cell=gru"]),  # extends TINY_RUN's --set
+        ("ppo", []),
+        ("ppo_framestack", []),
+    ],
+)
+def test_train_then_evaluate(algo, extra, tmp_path):
     run_dir = tmp_path / "run"
     trained = run_script(
-        "train.py", "--env", "MemoryStates-v0", "--algo", algo, "--run-dir", str(run_dir), *TINY_RUN
+        "train.py",
+        "--env",
+        "MemoryStates-v0",
+        "--algo",
+        algo,
+        "--run-dir",
+        str(run_dir),
+        *TINY_RUN,
+        *extra,
     )
     assert trained.returncode == 0, trained.stderr
     assert "success rate" in trained.stdout and "memoryless ceiling: 0.50" in trained.stdout
@@ -29,6 +45,8 @@ def test_train_then_evaluate(algo, tmp_path):
     assert list((run_dir / "checkpoints").glob("*.zip"))
     assert list(run_dir.glob("events.out.tfevents.*"))
     assert f"--algo {algo}" in (run_dir / "command.txt").read_text()
+    if extra:
+        assert "recurrent_cell: gru" in (run_dir / "config.yaml").read_text()
 
     stats_file, video = tmp_path / "stats.json", tmp_path / "v.gif"
     evaluated = run_script(
