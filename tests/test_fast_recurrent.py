@@ -100,6 +100,35 @@ def test_matches_stock_sb3_contrib_on_the_same_minibatch(action_space, policy_kw
     assert n_minibatches == 5 + 1
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_stepping_one_step_at_a_time_equals_one_call_over_the_sequence(cell: str) -> None:
+    """Rollouts step with the cell functions, training runs nn.LSTM/nn.GRU: same outputs."""
+    policy = FastRecurrentPolicy(
+        spaces.Box(-1, 1, (3,)), spaces.Discrete(2), lambda _: 1e-3,
+        lstm_hidden_size=HIDDEN, n_lstm_layers=2, recurrent_cell=cell,
+    )  # fmt: skip
+    n_envs, n_steps = 4, 6
+    features = th.randn(n_envs, n_steps, 3)
+    episode_starts = th.zeros(n_envs, n_steps)
+    episode_starts[:, 0] = th.tensor([1.0, 0.0, 1.0, 0.0])
+    episode_starts[1, 3] = 1.0  # a reset mid-sequence: the time axis is split there
+    states = tuple(th.randn(2, n_envs, HIDDEN) for _ in range(2))
+    with th.no_grad():
+        step_states, step_outputs = states, []
+        for t in range(n_steps):
+            output, step_states = policy._process_sequence(
+                features[:, t], step_states, episode_starts[:, t], policy.lstm_actor
+            )
+            step_outputs.append(output)
+    with th.enable_grad():
+        output, final = policy._process_sequence(
+            features.reshape(-1, 3), states, episode_starts.flatten(), policy.lstm_actor
+        )
+    th.testing.assert_close(th.stack(step_outputs, dim=1).reshape(-1, HIDDEN), output)
+    for a, b in zip(step_states, final, strict=True):
+        th.testing.assert_close(a, b)
+
+
 def test_sequences_cut_at_episode_starts_env_boundaries_and_bptt_length() -> None:
     # 2 envs x 10 steps, env-major; episode starts at env 0 step 4 and env 1 step 7.
     episode_starts = np.zeros(20)
