@@ -1,0 +1,278 @@
+"""Training throughput: stock sb3-contrib RecurrentPPO vs ours (per bptt_length) vs PPO-MLP.
+
+Every implementation trains on the same env with the same n_envs, n_steps, batch_size,
+n_epochs and heads (net_arch [64, 64]); the recurrent ones put an LSTM of ``--hidden`` units
+(with a separate critic LSTM, sb3-contrib's default) before the heads. Each model is built and
+warmed up once, then timed for ``--iterations`` rollout+train iterations per repetition, the
+implementations interleaved (rotating order) so that load from other processes on the machine
+hits all of them alike. Ratios are taken within a repetition, then the median is reported.
+
+A thread study times our default and PPO-MLP at each of ``--thread-study`` torch thread
+counts, interleaved the same way, on the first configuration.
+
+    python -m benchmarks.throughput                     # writes docs/throughput.{json,md}
+    python -m benchmarks.throughput --configs cartpole --repetitions 1 --out /tmp/tp  # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import sb3_contrib
+import stable_baselines3
+import torch as th
+from stable_baselines3 import PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.env_util import make_vec_env
+
+import envs  # noqa: F401  (registers the ids)
+from agents.recurrent_ppo import DEFAULT_BPTT_LENGTH, RecurrentPPO
+
+
+@dataclass(frozen=True)
+class Config:
+    """One benchmark setting; ``iterations`` is chosen so each timed window sees episode ends."""
+
+    name: str
+    env_id: str
+    iterations: int
+    n_envs: int = 8
+    n_steps: int = 256
+    batch_size: int = 256
+    n_epochs: int = 10
+
+
+CONFIGS = {
+    # Episodes of 1000 steps, all 8 envs in step: 4 iterations of 256 steps hold one reset.
+    "halfcheetah": Config("halfcheetah", "HalfCheetah-P-v5", iterations=4),
+    # Episodes of 3-12 steps: an episode start every few steps in every env.
+    "memory": Config("memory", "MemoryStates-v0", iterations=2),
+    "cartpole": Config("cartpole", "CartPole-P-v1", iterations=2),
+}
+
+
+def parse_bptt(text: str) -> int | None:
+    return None if text.lower() == "none" else int(text)
+
+
+def build(impl: str, config: Config, hidden: int, bptt_length: int | None, seed: int):
+    """A model for implementation ``impl``: sb3-contrib, ours, ours-gru or ppo-mlp."""
+    env = make_vec_env(config.env_id, n_envs=config.n_envs, seed=seed)
+    common: dict[str, Any] = dict(
+        n_steps=config.n_steps,
+        batch_size=config.batch_size,
+        n_epochs=config.n_epochs,
+        seed=seed,
+        device="cpu",
+    )
+    recurrent = dict(lstm_hidden_size=hidden, enable_critic_lstm=True, net_arch=[64, 64])
+    if impl == "sb3-contrib":
+        return sb3_contrib.RecurrentPPO("MlpLstmPolicy", env, policy_kwargs=recurrent, **common)
+    if impl in ("ours", "ours-gru"):
+        cell = "gru" if impl == "ours-gru" else "lstm"
+        kwargs = dict(recurrent, recurrent_cell=cell)
+        return RecurrentPPO(
+            "MlpLstmPolicy", env, policy_kwargs=kwargs, bptt_length=bptt_length, **common
+        )
+    if impl == "ppo-mlp":
+        return PPO("MlpPolicy", env, policy_kwargs=dict(net_arch=[64, 64]), **common)
+    raise ValueError(f"unknown implementation {impl!r}")
+
+
+def label(impl: str, bptt_length: int | None) -> str:
+    if impl in ("ours", "ours-gru"):
+        default = " (default)" if bptt_length == DEFAULT_BPTT_LENGTH else ""
+        return f"{impl} bptt={bptt_length}{default}"
+    return impl
+
+
+class TimedModel:
+    """A warmed-up model whose ``measure()`` times rollout+train iterations."""
+
+    def __init__(self, model: BaseAlgorithm, config: Config) -> None:
+        self.model, self.config = model, config
+        self.train_seconds = 0.0
+        original_train: Callable[[], None] = model.train
+
+        def timed_train() -> None:
+            start = time.perf_counter()
+            original_train()
+            self.train_seconds += time.perf_counter() - start
+
+        model.train = timed_train  # type: ignore[method-assign]
+        model.learn(self.steps_per_iteration)  # warm-up: first allocations, caches
+
+    @property
+    def steps_per_iteration(self) -> int:
+        return self.config.n_envs * self.config.n_steps
+
+    def measure(self) -> dict[str, float]:
+        steps = self.steps_per_iteration * self.config.iterations
+        self.train_seconds = 0.0
+        start = time.perf_counter()
+        self.model.learn(steps, reset_num_timesteps=False)
+        seconds = time.perf_counter() - start
+        return {"steps_per_s": steps / seconds, "train_fraction": self.train_seconds / seconds}
+
+
+def interleaved(
+    models: dict[str, TimedModel], repetitions: int, threads: dict[str, int] | None = None
+) -> dict[str, list[dict[str, float]]]:
+    """Time every model once per repetition, rotating the order between repetitions."""
+    names = list(models)
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    for rep in range(repetitions):
+        order = names[rep % len(names) :] + names[: rep % len(names)]
+        for name in order:
+            th.set_num_threads(threads[name] if threads else 1)
+            results[name].append(models[name].measure())
+            print(f"  rep {rep} {name:28s} {results[name][-1]['steps_per_s']:8.0f} steps/s")
+    th.set_num_threads(1)
+    return results
+
+
+def summarise(runs: list[dict[str, float]], reference: list[dict[str, float]] | None) -> dict:
+    speeds = [run["steps_per_s"] for run in runs]
+    summary = {
+        "steps_per_s_median": statistics.median(speeds),
+        "steps_per_s": speeds,
+        "train_fraction_median": statistics.median(run["train_fraction"] for run in runs),
+    }
+    if reference is not None:
+        ratios = [a["steps_per_s"] / b["steps_per_s"] for a, b in zip(runs, reference, strict=True)]
+        summary["ratio_median"] = statistics.median(ratios)
+    return summary
+
+
+def run_config(config: Config, args: argparse.Namespace) -> dict[str, Any]:
+    print(f"{config.name}: {config.env_id} {asdict(config)}", flush=True)
+    implementations = [("sb3-contrib", None)]
+    implementations += [("ours", bptt) for bptt in args.bptt]
+    implementations += [("ours-gru", DEFAULT_BPTT_LENGTH), ("ppo-mlp", None)]
+    models = {
+        label(impl, bptt): TimedModel(build(impl, config, args.hidden, bptt, args.seed), config)
+        for impl, bptt in implementations
+    }
+    results = interleaved(models, args.repetitions)
+    rows = {}
+    for name, runs in results.items():
+        rows[name] = summarise(runs, None)
+        rows[name]["vs_sb3_contrib"] = summarise(runs, results["sb3-contrib"])["ratio_median"]
+        rows[name]["vs_ppo_mlp"] = summarise(runs, results["ppo-mlp"])["ratio_median"]
+    return {"config": asdict(config), "rows": rows}
+
+
+def thread_study(config: Config, args: argparse.Namespace) -> dict[str, Any]:
+    print(f"thread study on {config.env_id}: threads {args.thread_study}", flush=True)
+    models, threads = {}, {}
+    for impl in ("ours", "ppo-mlp"):
+        bptt = DEFAULT_BPTT_LENGTH if impl == "ours" else None
+        for n in args.thread_study:
+            name = f"{label(impl, bptt)} threads={n}"
+            th.set_num_threads(n)
+            models[name] = TimedModel(build(impl, config, args.hidden, bptt, args.seed), config)
+            threads[name] = n
+    results = interleaved(models, args.repetitions, threads)
+    rows = {}
+    for name, runs in results.items():
+        one_thread = name.rsplit(" threads=", 1)[0] + " threads=1"
+        rows[name] = summarise(runs, results.get(one_thread))
+    return {"config": asdict(config), "rows": rows}
+
+
+def write_markdown(report: dict[str, Any], path: Path) -> None:
+    lines = [
+        "# Training throughput",
+        "",
+        "Written by `benchmarks/throughput.py`; do not edit by hand. Command:",
+        "",
+        f"    {report['command']}",
+        "",
+        f"Machine: {report['machine']}. Load average before / after: "
+        f"{report['load_before']} / {report['load_after']} (other processes shared the CPU; "
+        "implementations are interleaved so that load hits all alike).",
+        "",
+        f"Env steps/s over rollout + train, median of {report['repetitions']} interleaved "
+        f"repetitions, torch threads 1; ratios are medians of per-repetition ratios. All "
+        f"recurrent rows use an LSTM of {report['hidden']} units (GRU for ours-gru) with a "
+        "separate critic LSTM, before [64, 64] heads; PPO-MLP has the same heads without it.",
+        "",
+    ]
+    for result in report["configs"]:
+        config = result["config"]
+        lines += [
+            f"## {config['env_id']}",
+            "",
+            f"n_envs {config['n_envs']}, n_steps {config['n_steps']}, batch_size "
+            f"{config['batch_size']}, n_epochs {config['n_epochs']}, "
+            f"{config['iterations']} iterations timed per repetition.",
+            "",
+            "| implementation | env steps/s | share in train() | x sb3-contrib | x PPO-MLP |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for name, row in result["rows"].items():
+            lines.append(
+                f"| {name} | {row['steps_per_s_median']:.0f} | {row['train_fraction_median']:.0%}"
+                f" | {row['vs_sb3_contrib']:.2f} | {row['vs_ppo_mlp']:.2f} |"
+            )
+        lines.append("")
+    if report.get("threads"):
+        study = report["threads"]
+        lines += [
+            f"## Torch threads ({study['config']['env_id']}, same settings)",
+            "",
+            "| implementation | env steps/s | x same with 1 thread |",
+            "|---|---:|---:|",
+        ]
+        for name, row in study["rows"].items():
+            lines.append(
+                f"| {name} | {row['steps_per_s_median']:.0f} | {row.get('ratio_median', 1.0):.2f} |"
+            )
+        lines.append("")
+    path.write_text("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--bptt", nargs="+", type=parse_bptt, default=[8, 16, 32, 64, None])
+    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--thread-study", nargs="*", type=int, default=[1, 2])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("docs/throughput"))
+    args = parser.parse_args(argv)
+
+    th.set_num_threads(1)
+    report: dict[str, Any] = {
+        "command": "python -m benchmarks.throughput " + " ".join(sys.argv[1:]),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"torch {th.__version__}, sb3 {stable_baselines3.__version__}, "
+        f"sb3-contrib {sb3_contrib.__version__}",
+        "load_before": [round(x, 2) for x in os.getloadavg()],
+        "repetitions": args.repetitions,
+        "hidden": args.hidden,
+        "default_bptt_length": DEFAULT_BPTT_LENGTH,
+        "configs": [run_config(CONFIGS[name], args) for name in args.configs],
+    }
+    if args.thread_study:
+        report["threads"] = thread_study(CONFIGS[args.configs[0]], args)
+    report["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    write_markdown(report, args.out.with_suffix(".md"))
+    print(args.out.with_suffix(".md").read_text())
+
+
+if __name__ == "__main__":
+    main()
