@@ -133,9 +133,6 @@ def _train(args: argparse.Namespace) -> int:
         overrides=parse_assignments(args.overrides),
         **explicit,
     )
-    from agents.environments import resolve_env
-
-    resolve_env(config.env)  # an unknown id fails before a run folder exists
     command = shlex.join(["python", "train.py", *sys.argv[1:]])
     run_dir = train(config, run_dir=args.run_dir, command=command)
     metrics = json.loads((run_dir / METRICS_FILE).read_text())

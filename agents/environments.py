@@ -70,7 +70,7 @@ def make_single_env(env: str, env_kwargs: dict[str, Any] | None = None, **make_k
     kwargs = {**(env_kwargs or {}), **make_kwargs}
     try:
         made = gym.make(entry, **kwargs) if isinstance(entry, str) else entry(**kwargs)
-    except TypeError as error:
+    except (TypeError, ValueError) as error:  # constructors refuse bad settings this way
         raise UserError(
             f"env {env!r} rejected its arguments ({error}); check --env-kwargs"
         ) from None

@@ -13,7 +13,8 @@ from stable_baselines3.common.logger import configure
 
 from agents.algos import build_model
 from agents.config import TrainConfig, make_config
-from agents.environments import make_vec
+from agents.environments import make_single_env, make_vec
+from agents.errors import UserError
 from agents.evaluation import evaluate
 from agents.runs import (
     CHECKPOINTS_DIR,
@@ -59,6 +60,7 @@ def train(
         config = make_config(**fields)
     elif fields:
         config = dataclasses.replace(config, **fields).validate()
+    _check_runnable(config)
     torch.set_num_threads(config.torch_threads)
     run_dir = create_run_dir(config, run_dir, runs_root)
     save_config(run_dir, config, command)
@@ -87,6 +89,16 @@ def train(
     )
     write_metrics(run_dir, {**metrics, "n_timesteps": model.num_timesteps})
     return run_dir
+
+
+def _check_runnable(config: TrainConfig) -> None:
+    """Fail on a bad env, env argument or device before a run folder exists."""
+    make_single_env(config.env, config.env_kwargs).close()
+    if config.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(
+            f"device {config.device!r} asked for, but torch sees no CUDA GPU; "
+            "use --device cpu (or auto)"
+        )
 
 
 def _callbacks(config: TrainConfig, run_dir: Path) -> list[BaseCallback]:

@@ -1,10 +1,13 @@
 """train.py and evaluate.py as a user runs them: a run folder, statistics, video, clear errors."""
 
 import json
+import subprocess
 
 import numpy as np
 import pytest
+import torch
 
+from agents.cli import train_main
 from tests.conftest import TINY_RUN, run_script
 
 
@@ -99,11 +102,32 @@ def _assert_user_error(result, *fragments):
         (["--set", "batch_size=100000"], ["batch_size 100000 is larger than one rollout"]),
         (["--set", "gamma"], ["--set expects key=value"]),
         (["--config", "missing.yaml"], ["config file missing.yaml does not exist"]),
+        (["--env-kwargs", "colour=red"], ["rejected its arguments", "colour"]),
+        (["--env-kwargs", "max_distractors=-1"], ["rejected its arguments", "got 1 and -1"]),
     ],
 )
-def test_train_user_errors(args, fragments, tmp_path):
-    result = run_script("train.py", *args, "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
-    _assert_user_error(result, *fragments)
+def test_train_user_errors(args, fragments, tmp_path, monkeypatch, capsys):
+    # in-process (the same code train.py runs) to keep the suite fast; the subprocess path
+    # is covered by the tests around this one
+    monkeypatch.chdir(tmp_path)
+    code = train_main([*args, "--run-dir", str(tmp_path / "run")])
+    captured = capsys.readouterr()
+    _assert_user_error(
+        subprocess.CompletedProcess([], code, captured.out, captured.err), *fragments
+    )
+    assert not (tmp_path / "run").exists()
+
+
+def test_user_error_from_the_script_itself(tmp_path):
+    result = run_script("train.py", "--env", "MemoryState-v0", cwd=tmp_path)
+    _assert_user_error(result, "unknown env id 'MemoryState-v0'")
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_gpu_is_a_user_error(tmp_path):
+    result = run_script("train.py", "--device", "cuda", "--run-dir", str(tmp_path / "run"))
+    _assert_user_error(result, "torch sees no CUDA GPU")
     assert not (tmp_path / "run").exists()
 
 
