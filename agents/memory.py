@@ -13,6 +13,7 @@ The format of the .npz file is documented in docs/memory.md.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from stable_baselines3.common.policies import BaseModel
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from torch import nn
 
+from agents.algos import build_model
 from agents.errors import UserError
 from agents.rollout import steps
 from agents.runs import Run
@@ -67,6 +69,11 @@ class Trace:
 
     def gates(self, layer: str) -> list[str]:
         return [name[len(layer) + 1 :] for name in self.arrays if name.startswith(f"{layer}/gate_")]
+
+    def select(self, steps: np.ndarray) -> Trace:
+        """The steps where ``steps`` (a boolean mask over time) is true, e.g. the steps long
+        after a cue, where only memory can tell it: ``trace.select(trace["t"] >= 5)``."""
+        return Trace({name: values[steps] for name, values in self.arrays.items()}, self.meta)
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -228,6 +235,18 @@ def record_trace(
         "shared_lstm": bool(getattr(policy, "shared_lstm", False)),
     }
     return Trace(arrays, meta)
+
+
+def untrained_copy(run: Run) -> Run:
+    """A freshly initialised model of the same config (its seed included): the control for
+    probes, showing what a network holds before any training (a random recurrent network
+    already keeps a fading echo of its inputs)."""
+    env = run.make_env(n_envs=run.config.n_envs, seed=run.config.seed)
+    try:
+        model = build_model(run.config, env)
+    finally:
+        env.close()
+    return dataclasses.replace(run, model=model)
 
 
 class ObservationLog(gym.Wrapper):
