@@ -145,7 +145,8 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="evaluate.py",
-        description="Evaluate a trained agent: statistics, and optionally a video.",
+        description="Evaluate a trained agent: statistics, and optionally a video, memory "
+        "traces, probes of what the memory holds and an HTML report.",
     )
     parser.add_argument("path", metavar="RUN_DIR|MODEL.zip", help="run folder or model file")
     parser.add_argument("--episodes", type=int, default=100)
@@ -171,15 +172,42 @@ def _evaluate_parser() -> argparse.ArgumentParser:
     parser.add_argument("--video", metavar="PATH", help="record a video (.mp4 or .gif)")
     parser.add_argument("--video-episodes", type=int, default=1)
     parser.add_argument("--device", default="cpu")
+    memory = parser.add_argument_group("look inside the memory (docs/memory.md)")
+    memory.add_argument(
+        "--trace",
+        metavar="PATH.npz",
+        help="save per-step observations, actions, rewards, latents, h, c and gates",
+    )
+    memory.add_argument(
+        "--trace-episodes",
+        type=int,
+        default=20,
+        metavar="K",
+        help="episodes traced for --trace, --probe and --report (default: 20)",
+    )
+    memory.add_argument(
+        "--probe",
+        action="store_true",
+        help="print the units that track each latent variable and linear probe scores",
+    )
+    memory.add_argument(
+        "--report",
+        action="store_true",
+        help="write report.html (and report_video.mp4) into the run folder",
+    )
     return parser
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from agents.evaluation import evaluate
+    from agents.memory import check_trace_options, record_trace, recurrent_networks
     from agents.runs import load
 
     env_kwargs = parse_assignments(args.env_kwargs, "--env-kwargs") if args.env_kwargs else None
+    check_trace_options(args.trace, args.trace_episodes)
     run = load(args.path, env=args.env, env_kwargs=env_kwargs, device=args.device)
+    if args.probe and not recurrent_networks(run.model.policy):
+        raise UserError(f"--probe reads a recurrent state; this model ({run.config.algo}) has none")
     metrics = evaluate(
         run,
         n_episodes=args.episodes,
@@ -195,6 +223,20 @@ def _evaluate(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps(metrics, indent=2) + "\n")
     if args.video:
         print(f"Video: {metrics['video']}")
+    if args.trace or args.probe or args.report:
+        from agents.probes import format_probes, probe_run
+        from agents.report import write_report
+
+        trace = record_trace(run, args.trace_episodes, args.deterministic, args.seed)
+        if args.trace:
+            print(f"Trace: {trace.save(args.trace)} ({len(trace)} steps)")
+        probes = None
+        if args.probe or (args.report and trace.layers):
+            probes = probe_run(run, trace, args.deterministic, args.seed)
+        if args.probe:
+            print(format_probes(probes))
+        if args.report:
+            print(f"Report: {write_report(run, metrics, trace, probes, seed=args.seed)}")
     return 0
 
 

@@ -91,6 +91,14 @@ def load_trace(path: str | Path) -> Trace:
     return Trace(arrays, meta)
 
 
+def check_trace_options(path: str | Path | None, n_episodes: int) -> None:
+    """Fail before a long evaluation, not after it."""
+    if path is not None and Path(path).suffix != ".npz":
+        raise UserError(f"trace file {path} must end in .npz")
+    if n_episodes <= 0:
+        raise UserError(f"trace episodes must be a positive integer, got {n_episodes}")
+
+
 def recurrent_networks(policy: nn.Module) -> dict[str, nn.Module]:
     """The policy's recurrent modules by network: the actor's, and the critic's if it has its
     own (with ``shared_lstm`` the critic reads the actor's, which is then the only one)."""
@@ -179,8 +187,7 @@ def record_trace(
     seed: int = 0,
 ) -> Trace:
     """Act in one env for ``n_episodes`` episodes and record everything per step."""
-    if n_episodes <= 0:
-        raise UserError(f"trace episodes must be a positive integer, got {n_episodes}")
+    check_trace_options(None, n_episodes)
     policy = run.model.policy
     networks = recurrent_networks(policy)
     columns: dict[str, list[np.ndarray]] = {}

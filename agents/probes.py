@@ -26,7 +26,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from agents.errors import UserError
-from agents.memory import Trace
+from agents.memory import Trace, record_trace, recurrent_networks, untrained_copy
+from agents.runs import Run
 
 NOISE_STD = 0.1  # in units of activation; h lies in [-1, 1]
 MAX_CLASSES = 3  # an integer latent with at most this many values is a category
@@ -117,6 +118,18 @@ def probe_trace(
             probe.control_score = _control_score(control, name, is_category, noise_std)
         probes.append(probe)
     return probes
+
+
+def probe_run(
+    run: Run, trace: Trace, deterministic: bool = True, seed: int = 0, **options
+) -> list[Probe]:
+    """Probes of ``trace`` (a trace of ``run``) with an untrained network of the same config,
+    traced over as many episodes of the same env seed, as the control."""
+    if not recurrent_networks(run.model.policy):
+        raise UserError(f"probes read a recurrent state; this model ({run.config.algo}) has none")
+    episodes = int(trace.meta.get("episodes") or np.unique(trace["episode"]).size)
+    control = record_trace(untrained_copy(run), episodes, deterministic, seed)
+    return probe_trace(trace, control, **options)
 
 
 def _check_probeable(trace: Trace) -> None:

@@ -16,6 +16,7 @@ from agents.config import TrainConfig, make_config
 from agents.environments import make_single_env, make_vec
 from agents.errors import UserError
 from agents.evaluation import evaluate
+from agents.plots import LEARNING_CURVE_FILE, plot_learning_curve, save_png
 from agents.runs import (
     CHECKPOINTS_DIR,
     MODEL_FILE,
@@ -88,6 +89,7 @@ def train(
         n_envs=min(config.n_envs, config.final_eval_episodes),
     )
     write_metrics(run_dir, {**metrics, "n_timesteps": model.num_timesteps})
+    save_png(plot_learning_curve(run_dir), run_dir / LEARNING_CURVE_FILE)
     return run_dir
 
 
