@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback,
 from stable_baselines3.common.logger import configure
 
 from agents.algos import build_model
-from agents.config import TrainConfig, make_config
+from agents.config import TrainConfig, from_dict, make_config
 from agents.environments import make_single_env, make_vec
 from agents.errors import UserError
 from agents.evaluation import evaluate
@@ -60,7 +59,7 @@ def train(
     if config is None:
         config = make_config(**fields)
     elif fields:
-        config = dataclasses.replace(config, **fields).validate()
+        config = from_dict({**config.to_dict(), **fields}).validate()
     _check_runnable(config)
     torch.set_num_threads(config.torch_threads)
     run_dir = create_run_dir(config, run_dir, runs_root)
