@@ -181,9 +181,9 @@ def _evaluate_parser() -> argparse.ArgumentParser:
     memory.add_argument(
         "--trace-episodes",
         type=int,
-        default=20,
         metavar="K",
-        help="episodes traced for --trace, --probe and --report (default: 20)",
+        help="episodes traced for --trace, --probe and --report (default: whole episodes "
+        "until 1000 steps, at least 3)",
     )
     memory.add_argument(
         "--probe",

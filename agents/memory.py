@@ -37,7 +37,11 @@ GRU_GATES = ("reset", "update", "candidate")
 # The recomputed state must equal the module's; float32 arithmetic in another order differs
 # by ~1e-7, so anything above this is a recomputation that no longer matches the module.
 RECOMPUTE_TOLERANCE = 1e-4
-DEFAULT_TRACE_EPISODES = 20
+# Without a number of episodes, a trace takes whole episodes until it holds this many steps
+# (and at least MIN_TRACE_EPISODES): enough for probes on short symbolic episodes, a few
+# episodes of a robot.
+DEFAULT_TRACE_STEPS = 1000
+MIN_TRACE_EPISODES = 3
 
 
 @dataclass
@@ -91,11 +95,11 @@ def load_trace(path: str | Path) -> Trace:
     return Trace(arrays, meta)
 
 
-def check_trace_options(path: str | Path | None, n_episodes: int) -> None:
+def check_trace_options(path: str | Path | None, n_episodes: int | None) -> None:
     """Fail before a long evaluation, not after it."""
     if path is not None and Path(path).suffix != ".npz":
         raise UserError(f"trace file {path} must end in .npz")
-    if n_episodes <= 0:
+    if n_episodes is not None and n_episodes <= 0:
         raise UserError(f"trace episodes must be a positive integer, got {n_episodes}")
 
 
@@ -182,11 +186,16 @@ def policy_features(policy: nn.Module, observation: np.ndarray, network: str) ->
 
 def record_trace(
     run: Run,
-    n_episodes: int = DEFAULT_TRACE_EPISODES,
+    n_episodes: int | None = None,
     deterministic: bool = True,
     seed: int = 0,
+    min_steps: int = DEFAULT_TRACE_STEPS,
 ) -> Trace:
-    """Act in one env for ``n_episodes`` episodes and record everything per step."""
+    """Act in one env for ``n_episodes`` episodes and record everything per step.
+
+    ``n_episodes=None`` takes whole episodes until the trace holds ``min_steps`` steps, and
+    at least ``MIN_TRACE_EPISODES`` episodes.
+    """
     check_trace_options(None, n_episodes)
     policy = run.model.policy
     networks = recurrent_networks(policy)
@@ -214,7 +223,7 @@ def record_trace(
             t += 1
             if step.done[0]:
                 episode, t = episode + 1, 0
-                if episode >= n_episodes:
+                if _enough(episode, len(columns["obs"]), n_episodes, min_steps):
                     break
         seen = env.get_attr("seen")[0][: len(columns["obs"])]
     finally:
@@ -254,6 +263,12 @@ def untrained_copy(run: Run) -> Run:
     finally:
         env.close()
     return dataclasses.replace(run, model=model)
+
+
+def _enough(episodes: int, steps: int, n_episodes: int | None, min_steps: int) -> bool:
+    if n_episodes is not None:
+        return episodes >= n_episodes
+    return episodes >= MIN_TRACE_EPISODES and steps >= min_steps
 
 
 class ObservationLog(gym.Wrapper):

@@ -123,12 +123,12 @@ def probe_trace(
 def probe_run(
     run: Run, trace: Trace, deterministic: bool = True, seed: int = 0, **options
 ) -> list[Probe]:
-    """Probes of ``trace`` (a trace of ``run``) with an untrained network of the same config,
-    traced over as many episodes of the same env seed, as the control."""
+    """Probes of ``trace`` (a trace of ``run``) with, as the control, an untrained network of
+    the same config traced from the same env seed for at least as many steps (its episodes
+    may be shorter or longer than the trained agent's)."""
     if not recurrent_networks(run.model.policy):
         raise UserError(f"probes read a recurrent state; this model ({run.config.algo}) has none")
-    episodes = int(trace.meta.get("episodes") or np.unique(trace["episode"]).size)
-    control = record_trace(untrained_copy(run), episodes, deterministic, seed)
+    control = record_trace(untrained_copy(run), None, deterministic, seed, min_steps=len(trace))
     return probe_trace(trace, control, **options)
 
 

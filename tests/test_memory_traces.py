@@ -119,3 +119,11 @@ def test_trace_rejects_nonpositive_episodes():
 def test_a_shared_lstm_is_traced_once_as_the_actor():
     trace = record_trace(untrained_run(shared_lstm=True), n_episodes=1)
     assert trace.meta["shared_lstm"] and list(trace.meta["networks"]) == ["actor"]
+
+
+def test_by_default_a_trace_takes_whole_episodes_up_to_a_step_budget():
+    trace = record_trace(untrained_run(), min_steps=50)
+    assert len(trace) >= 50 and trace["done"][-1]
+    steps_before_last_episode = np.flatnonzero(trace["done"])[-2] + 1
+    assert steps_before_last_episode < 50 or trace.meta["episodes"] == 3  # stopped at once
+    assert trace.meta["episodes"] >= 3
