@@ -59,14 +59,17 @@ class Probe:
     control_score: float = float("nan")  # the same probe on an untrained network
 
     def sentence(self) -> str:
-        """E.g. 'actor cell unit 17 (layer 0) tracks steps_left, r = 0.97; probe R^2 = 0.95'."""
+        """E.g. 'actor cell (layer 0) unit 17 tracks steps_left, r = 0.97; probe R^2 = 0.95
+        on 7 held-out episodes ...'."""
         best = self.units[0]
+        controls = [f"observation alone {self.observation_score:.2f}", f"chance {self.chance:.2f}"]
+        if not np.isnan(self.control_score):
+            controls.insert(0, f"untrained network {self.control_score:.2f}")
         return (
             f"{describe(best.quantity)} unit {best.unit} tracks {self.latent}, "
             f"{self.measure} = {best.r:.2f}; probe {self.metric} = {self.score:.2f} on "
             f"{self.test_episodes} held-out episodes, reading {describe(self.quantity)} "
-            f"(untrained network {self.control_score:.2f}, observation alone "
-            f"{self.observation_score:.2f}, chance {self.chance:.2f})"
+            f"({', '.join(controls)})"
         )
 
     def to_dict(self) -> dict:
@@ -257,7 +260,8 @@ def _chance_accuracy(y: np.ndarray) -> float:
 
 
 def format_probes(probes: list[Probe]) -> str:
-    """A plain-text table, one line per latent, then the sentences."""
+    """A plain-text table, one line per latent, then per latent a sentence and the probe's
+    score on each state."""
     if not probes:
         return "no latent variable to probe (the env gives no varying info['latent'])"
     header = f"{'latent':<14} {'probe':>16}  {'untrained':>9}  {'obs only':>8}  {'chance':>6}  "
@@ -270,4 +274,7 @@ def format_probes(probes: list[Probe]) -> str:
             f"{unit.quantity + ' #' + str(unit.unit):<22} {probe.measure}={unit.r:+.2f}  "
             f"{probe.quantity}"
         )
-    return "\n".join(lines + [""] + [probe.sentence() for probe in probes])
+    for probe in probes:
+        by_state = ", ".join(f"{q} {score:.2f}" for q, score in probe.scores.items())
+        lines += ["", probe.sentence(), f"  {probe.metric} by state: {by_state}"]
+    return "\n".join(lines)

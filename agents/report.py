@@ -209,7 +209,7 @@ def _memory_section(trace: Trace, probes: list[Probe] | None) -> str:
 def _probe_table(probes: list[Probe]) -> str:
     header = (
         "<tr><th>latent</th><th>probe</th><th>untrained network</th><th>observation alone</th>"
-        "<th>chance</th><th>state read</th><th>units that track it</th></tr>"
+        "<th>chance</th><th>probe by state</th><th>units that track it</th></tr>"
     )
     rows = []
     for probe in probes:
@@ -217,13 +217,16 @@ def _probe_table(probes: list[Probe]) -> str:
             f"{_e(describe(u.quantity))} unit {u.unit}: {_e(probe.measure)} = {u.r:+.2f}"
             for u in probe.units
         )
+        by_state = "<br>".join(
+            f"{_e(describe(quantity))}: {score:.2f}" for quantity, score in probe.scores.items()
+        )
         rows.append(
             f"<tr><th>{_e(probe.latent)}</th>"
             f"<td class='num'>{_e(probe.metric)} = {probe.score:.2f}</td>"
             f"<td class='num'>{_number(probe.control_score)}</td>"
             f"<td class='num'>{probe.observation_score:.2f}</td>"
             f"<td class='num'>{probe.chance:.2f}</td>"
-            f"<td>{_e(describe(probe.quantity))}</td><td>{units}</td></tr>"
+            f"<td>{by_state}</td><td>{units}</td></tr>"
         )
     fit, test = probes[0].fit_episodes, probes[0].test_episodes
     method = (
