@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from gymnasium.error import DependencyNotInstalled
 
 from agents.errors import UserError
 from agents.evaluation import record_video
@@ -171,7 +172,7 @@ def _number(value: float | None) -> str:
 def _video_section(run: Run, folder: Path, deterministic: bool, seed: int) -> str:
     try:
         path = record_video(run, folder / VIDEO_FILE, 1, deterministic, seed)
-    except UserError as error:  # an env without rgb_array rendering
+    except (UserError, DependencyNotInstalled) as error:  # cannot render rgb_array frames
         return f"<h2>Rollout</h2>\n<p class='note'>No video: {_e(error)}</p>"
     return (
         "<h2>Rollout</h2>\n"
@@ -195,6 +196,11 @@ def _memory_section(trace: Trace, probes: list[Probe] | None) -> str:
     )
     if probes:
         parts.append(_probe_table(probes))
+    elif probes is not None:
+        parts.append(
+            "<p class='note'>No probes: the env gives no varying <code>info[\"latent\"]</code>"
+            " to probe the memory against.</p>"
+        )
     for layer in trace.layers:
         if layer.startswith("actor/"):
             parts.append(

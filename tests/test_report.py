@@ -164,3 +164,15 @@ def test_report_renders_in_a_headless_browser(reported, tmp_path):
     assert result["errors"] == []
     assert len(result["images"]) >= 3 and all(width > 100 for width in result["images"])
     assert result["video"]["error"] is None and result["video"]["width"] > 0
+
+
+def test_report_of_a_robot_without_latents(tmp_path):
+    """Pendulum-P-v1: normalised observations, continuous actions, no info["latent"], and a
+    video only where pygame is installed; the report says what it cannot show."""
+    run_dir = agents.train(env="Pendulum-P-v1", run_dir=tmp_path / "pendulum", **TINY)
+    result = evaluate_in_process(str(run_dir), "--episodes", "2", "--report", "--probe")
+    assert result.returncode == 0, result.stderr
+    assert "no latent variable to probe" in result.stdout
+    page = (run_dir / "report.html").read_text()
+    assert "No probes" in page and "actor/layer0" in page
+    assert "<video" in page or "No video" in page
