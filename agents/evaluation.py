@@ -94,6 +94,8 @@ def record_video(
                 break
         frames = env.get_attr("frames")[0][:-1]  # the last frame starts an unplayed episode
         fps = env.get_attr("metadata")[0].get("render_fps") or 30
+    except gym.error.DependencyNotInstalled as error:  # e.g. pygame for classic control
+        raise UserError(f"cannot render {run.config.env}: {str(error).splitlines()[0]}") from None
     finally:
         env.close()
     if path.suffix == ".gif":
