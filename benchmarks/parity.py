@@ -8,8 +8,9 @@ stopped and restarted (``nohup``); ``<out>.md`` is rewritten from all stored run
     nohup python -m benchmarks.parity > /tmp/parity.log 2>&1 &      # docs/parity.{json,md}
     python -m benchmarks.parity --tasks cartpole --impls ours --seeds 0 --out /tmp/p   # one run
 
-Implementations: ``sb3-contrib``, ``ours`` (defaults), ``ours:bptt=N`` / ``ours:bptt=none``
-(other truncation lengths), ``ours:gru``.
+Implementations: ``sb3-contrib``, ``ours`` (defaults), with options ``ours:bptt=N``,
+``ours:bptt=none`` (other truncation lengths), ``ours:gru``, combined as ``ours:bptt=16,gru``.
+Runs are stored under the spelled-out name (``ours`` -> ``ours:bptt=32``).
 """
 
 from __future__ import annotations
@@ -94,23 +95,36 @@ class LearningCurve(BaseCallback):
             self.points.append((self.num_timesteps, round(mean, 4)))
 
 
+def canonical(impl: str) -> str:
+    """``ours`` with its options spelled out (``ours:bptt=32``), so stored runs stay labelled
+    correctly when the default changes."""
+    name, _, options = impl.partition(":")
+    if name == "sb3-contrib" and not options:
+        return impl
+    if name != "ours":
+        raise ValueError(f"unknown implementation {impl!r}")
+    settings = dict(bptt=str(DEFAULT_BPTT_LENGTH).lower())
+    for option in filter(None, options.split(",")):
+        key, _, value = option.partition("=")
+        if key == "bptt":
+            settings["bptt"] = value
+        elif key == "gru" and not value:
+            settings["gru"] = ""
+        else:
+            raise ValueError(f"unknown option {option!r} in {impl!r}")
+    return "ours:" + ",".join(f"{k}={v}" if v else k for k, v in settings.items())
+
+
 def build(impl: str, task: Task, seed: int):
     env = make_vec_env(task.env_id, n_envs=8, seed=seed)
     kwargs = dict(task.hyperparameters, seed=seed, device="cpu")
     policy_kwargs = dict(task.policy_kwargs)
     if impl == "sb3-contrib":
         return sb3_contrib.RecurrentPPO("MlpLstmPolicy", env, policy_kwargs=policy_kwargs, **kwargs)
-    name, _, option = impl.partition(":")
-    if name != "ours":
-        raise ValueError(f"unknown implementation {impl!r}")
-    bptt_length = DEFAULT_BPTT_LENGTH
-    if option.startswith("bptt="):
-        value = option.removeprefix("bptt=")
-        bptt_length = None if value == "none" else int(value)
-    elif option == "gru":
+    settings = dict(option.partition("=")[::2] for option in impl.partition(":")[2].split(","))
+    bptt_length = None if settings["bptt"] == "none" else int(settings["bptt"])
+    if "gru" in settings:
         policy_kwargs["recurrent_cell"] = "gru"
-    elif option:
-        raise ValueError(f"unknown option {option!r} in {impl!r}")
     return RecurrentPPO(
         "MlpLstmPolicy", env, policy_kwargs=policy_kwargs, bptt_length=bptt_length, **kwargs
     )
@@ -146,45 +160,64 @@ def load_runs(path: Path) -> list[dict[str, Any]]:
     return json.loads(path.read_text())["runs"] if path.exists() else []
 
 
-def write_markdown(runs: list[dict[str, Any]], command: str, path: Path) -> None:
+def late_training_return(run: dict[str, Any], fraction: float = 0.2) -> float:
+    """Mean training return over the last ``fraction`` of rollouts: smoother than one final
+    evaluation when PPO's return collapses and recovers late in training."""
+    values = [point[1] for point in run["curve"]]
+    tail = values[int(len(values) * (1 - fraction)) :] or values[-1:]
+    return float(np.mean(tail))
+
+
+def mean_std(values: list[float]) -> str:
+    std = statistics.stdev(values) if len(values) > 1 else float("nan")
+    return f"{statistics.mean(values):.3f} +- {std:.3f}"
+
+
+def write_markdown(runs: list[dict[str, Any]], path: Path) -> None:
     lines = [
         "# Learning parity: ours vs stock sb3-contrib RecurrentPPO",
         "",
-        "Written by `benchmarks/parity.py`; do not edit by hand. Runs accumulate across "
-        "invocations of:",
+        "Written by `benchmarks/parity.py` from docs/parity.json; do not edit by hand. The "
+        "command under each task reproduces its table (runs already stored are skipped).",
         "",
-        f"    {command}",
-        "",
-        "Final return: mean over the evaluation episodes of the final policy (deterministic, "
-        "recurrent state carried across steps and reset at episode starts). Mean +- std over "
-        "seeds (sample std). Train time: wall-clock seconds on a shared 2-core machine "
-        "(indicative only; see docs/throughput.md for controlled timings).",
+        "- final return: mean over the evaluation episodes of the final policy (deterministic, "
+        "recurrent state carried across steps and reset at episode starts);",
+        "- late training return: mean return of the last 100 training episodes (stochastic "
+        "policy), averaged over the rollouts of the last 20 % of training;",
+        "- mean +- sample std over seeds; train s: median wall-clock seconds on the shared "
+        "2-core machine, indicative only (docs/throughput.md has controlled timings).",
         "",
     ]
     for task_name, task in TASKS.items():
         task_runs = [run for run in runs if run["task"] == task_name]
         if not task_runs:
             continue
+        impls = list(dict.fromkeys(run["impl"] for run in task_runs))
+        seeds = sorted({run["seed"] for run in task_runs})
+        policy = {k: getattr(v, "__name__", v) for k, v in task.policy_kwargs.items()}
         lines += [
             f"## {task.env_id}, {task.n_timesteps} steps",
             "",
-            f"Hyperparameters (both implementations): {task.hyperparameters}, policy "
-            f"{ {k: getattr(v, '__name__', v) for k, v in task.policy_kwargs.items()} }, "
-            f"8 envs; {task.n_eval_episodes} evaluation episodes per run.",
+            f"    python -m benchmarks.parity --tasks {task_name} --impls {' '.join(impls)} "
+            f"--seeds {' '.join(map(str, seeds))}",
             "",
-            "| implementation | bptt_length | seeds | final return (mean +- std) | per seed "
-            "| train s (median) |",
-            "|---|---|---:|---:|---|---:|",
+            f"Both implementations: {task.hyperparameters}, policy {policy}, 8 envs; "
+            f"{task.n_eval_episodes} evaluation episodes per run.",
+            "",
+            "| implementation | seeds | final return | late training return | final return "
+            "per seed | train s |",
+            "|---|---:|---:|---:|---|---:|",
         ]
-        for impl in dict.fromkeys(run["impl"] for run in task_runs):
+        for impl in impls:
             group = sorted((r for r in task_runs if r["impl"] == impl), key=lambda r: r["seed"])
-            finals = [r["final_return"] for r in group]
-            std = statistics.stdev(finals) if len(finals) > 1 else float("nan")
-            per_seed = ", ".join(f"{r['seed']}: {r['final_return']:.3f}" for r in group)
+            per_seed = ", ".join(f"{r['final_return']:.3f}" for r in group)
             seconds = statistics.median(r["train_seconds"] for r in group)
+            default = " (default)" if impl == canonical("ours") else ""
             lines.append(
-                f"| {impl} | {group[0]['bptt_length']} | {len(group)} | "
-                f"{statistics.mean(finals):.3f} +- {std:.3f} | {per_seed} | {seconds:.0f} |"
+                f"| {impl}{default} | {len(group)} | "
+                f"{mean_std([r['final_return'] for r in group])} | "
+                f"{mean_std([late_training_return(r) for r in group])} | {per_seed} | "
+                f"{seconds:.0f} |"
             )
         lines.append("")
     path.write_text("\n".join(lines))
@@ -202,13 +235,10 @@ def main(argv: list[str] | None = None) -> None:
 
     json_path = args.out.with_suffix(".json")
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    command = "python -m benchmarks.parity " + " ".join(
-        f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-        for k, v in vars(args).items()
-    )
+    impls = [canonical(impl) for impl in args.impls]
     for task_name in args.tasks:
         for seed in args.seeds:  # seeds outer: a stopped run still has pairs to compare
-            for impl in args.impls:
+            for impl in impls:
                 runs = load_runs(json_path)
                 if any((r["task"], r["impl"], r["seed"]) == (task_name, impl, seed) for r in runs):
                     continue
@@ -218,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"  final return {result['final_return']:.3f}", flush=True)
                 runs = load_runs(json_path) + [result]
                 json_path.write_text(json.dumps({"runs": runs}, indent=1) + "\n")
-                write_markdown(runs, command, args.out.with_suffix(".md"))
+                write_markdown(runs, args.out.with_suffix(".md"))
 
 
 if __name__ == "__main__":

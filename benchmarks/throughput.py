@@ -91,9 +91,14 @@ def build(impl: str, config: Config, hidden: int, bptt_length: int | None, seed:
 
 def label(impl: str, bptt_length: int | None) -> str:
     if impl in ("ours", "ours-gru"):
-        default = " (default)" if bptt_length == DEFAULT_BPTT_LENGTH else ""
-        return f"{impl} bptt={bptt_length}{default}"
+        return f"{impl} bptt={bptt_length}"
     return impl
+
+
+def shown(name: str) -> str:
+    """Row name in the markdown, marking the current default (labels in the JSON are plain)."""
+    name = name.replace(" (default)", "")
+    return name + (" (default)" if name == label("ours", DEFAULT_BPTT_LENGTH) else "")
 
 
 class TimedModel:
@@ -158,7 +163,8 @@ def run_config(config: Config, args: argparse.Namespace) -> dict[str, Any]:
     print(f"{config.name}: {config.env_id} {asdict(config)}", flush=True)
     implementations = [("sb3-contrib", None)]
     implementations += [("ours", bptt) for bptt in args.bptt]
-    implementations += [("ours-gru", DEFAULT_BPTT_LENGTH), ("ppo-mlp", None)]
+    implementations += [("ours-gru", bptt) for bptt in args.gru_bptt]
+    implementations = list(dict.fromkeys([*implementations, ("ppo-mlp", None)]))
     models = {
         label(impl, bptt): TimedModel(build(impl, config, args.hidden, bptt, args.seed), config)
         for impl, bptt in implementations
@@ -222,7 +228,8 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         ]
         for name, row in result["rows"].items():
             lines.append(
-                f"| {name} | {row['steps_per_s_median']:.0f} | {row['train_fraction_median']:.0%}"
+                f"| {shown(name)} | {row['steps_per_s_median']:.0f} | "
+                f"{row['train_fraction_median']:.0%}"
                 f" | {row['vs_sb3_contrib']:.2f} | {row['vs_ppo_mlp']:.2f} |"
             )
         lines.append("")
@@ -236,7 +243,8 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         ]
         for name, row in study["rows"].items():
             lines.append(
-                f"| {name} | {row['steps_per_s_median']:.0f} | {row.get('ratio_median', 1.0):.2f} |"
+                f"| {shown(name)} | {row['steps_per_s_median']:.0f} | "
+                f"{row.get('ratio_median', 1.0):.2f} |"
             )
         lines.append("")
     path.write_text("\n".join(lines))
@@ -246,12 +254,20 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--bptt", nargs="+", type=parse_bptt, default=[8, 16, 32, 64, None])
+    parser.add_argument("--gru-bptt", nargs="*", type=parse_bptt, default=[8, DEFAULT_BPTT_LENGTH])
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--thread-study", nargs="*", type=int, default=[1, 2])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("docs/throughput"))
+    parser.add_argument(
+        "--markdown-only", action="store_true", help="rewrite <out>.md from <out>.json"
+    )
     args = parser.parse_args(argv)
+    if args.markdown_only:
+        report = json.loads(args.out.with_suffix(".json").read_text())
+        write_markdown(report, args.out.with_suffix(".md"))
+        return
 
     th.set_num_threads(1)
     report: dict[str, Any] = {
