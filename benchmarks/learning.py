@@ -3,7 +3,8 @@
 Each cell of the grid is a normal run folder (``agents.train``) under the suite's
 ``runs_root``, named ``<env>__<algo>__<seed>``. Runs go to ``--workers`` processes (one torch
 thread each); a run whose folder holds ``benchmark.json`` is finished and skipped, so an
-interrupted benchmark resumes where it stopped (an unfinished folder is removed and rerun).
+interrupted benchmark resumes where it stopped (an unfinished folder is removed and rerun),
+and two commands may work on one grid at once (each run is claimed by the process training it).
 Then every finished run of the suite is aggregated into ``docs/results.json`` (the suite's
 entry), ``docs/results.md`` (all suites in results.json) and
 ``docs/learning_curves_<suite>.png`` (the periodic evaluations: mean and min-max over seeds).
@@ -142,7 +143,37 @@ def is_done(run_dir: Path) -> bool:
 
 
 def run_one(spec: RunSpec) -> dict[str, Any]:
-    """Train one cell (in a worker process), evaluate its transfers, mark it finished."""
+    """Train one cell (in a worker process), evaluate its transfers, mark it finished.
+
+    A claim file beside the run folder lets two benchmark commands share a grid: a run that
+    another live process has claimed is skipped, a claim whose process is gone is taken over.
+    """
+    claim = spec.run_dir.with_name(spec.run_dir.name + ".claim")
+    if not take_claim(claim):
+        return {"run_dir": str(spec.run_dir), "skipped": "running in another process"}
+    try:
+        return train_and_mark(spec)
+    finally:
+        claim.unlink(missing_ok=True)
+
+
+def take_claim(claim: Path) -> bool:
+    claim.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            os.kill(int(claim.read_text() or 0), 0)
+            return False  # its process is alive
+        except (ProcessLookupError, ValueError, FileNotFoundError):
+            claim.write_text(str(os.getpid()))
+            return True
+    with os.fdopen(descriptor, "w") as file:
+        file.write(str(os.getpid()))
+    return True
+
+
+def train_and_mark(spec: RunSpec) -> dict[str, Any]:
     import torch
 
     import agents
@@ -189,6 +220,9 @@ def execute(specs: list[RunSpec], workers: int) -> None:
                 record = future.result()
             except Exception as error:  # one failed run must not stop the grid
                 print(f"FAILED {spec.run_dir.name}: {type(error).__name__}: {error}")
+                continue
+            if "skipped" in record:
+                print(f"skipped {spec.run_dir.name}: {record['skipped']}", flush=True)
                 continue
             metrics = json.loads((spec.run_dir / "metrics.json").read_text())
             print(
