@@ -424,6 +424,8 @@ def render_suite(result: dict[str, Any]) -> list[str]:
         )
     lines.append("")
     lines += render_transfer(rows) + render_reference(rows)
+    if not any(row["algos"] for row in rows):
+        return lines
     lines += [
         f"Learning curves (periodic evaluations during training; line: mean over seeds, band: "
         f"min to max): [learning_curves_{result['suite']}.png]"
@@ -556,7 +558,8 @@ def aggregate(suite: Suite, docs: Path = DOCS) -> None:
     (docs / "results.md").write_text(render(results))
     curves = docs / f"learning_curves_{suite.name}.png"
     plot(result, curves)
-    print(f"wrote {docs / 'results.md'}, {results_json} and {curves}")
+    written = f" and {curves}" if curves.is_file() else ""
+    print(f"wrote {docs / 'results.md'}, {results_json}{written}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,8 +25,8 @@ EXPECTED_SUCCESS: dict[str, float | None] = {
     "MemoryStates-v0": 0.95,
     "DinnerCycle-v0": 0.95,
     "ChildrensBook-v0": 0.95,
-    "TMaze-v0": None,
-    "Copy-v0": None,
+    "Copy-v0": 0.7,  # seeds 0, 1, 2: 0.95, 0.82, 0.95 (ceiling 0.0996)
+    "TMaze-v0": None,  # 1.0 on seed 0, 0.59 and 0.58 on seeds 1 and 2 (ceiling 0.5)
     "Counting-v0": None,
     "SelectiveCounting-v0": None,
     "Timer-v0": None,
