@@ -24,7 +24,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +180,8 @@ def run_config(config: Config, args: argparse.Namespace) -> dict[str, Any]:
 
 def thread_study(config: Config, args: argparse.Namespace) -> dict[str, Any]:
     print(f"thread study on {config.env_id}: threads {args.thread_study}", flush=True)
+    # One iteration per repetition: with more threads than free cores a run can be 30x slower.
+    config = replace(config, iterations=1)
     models, threads = {}, {}
     for impl in ("ours", "ppo-mlp"):
         bptt = DEFAULT_BPTT_LENGTH if impl == "ours" else None
@@ -194,6 +196,10 @@ def thread_study(config: Config, args: argparse.Namespace) -> dict[str, Any]:
         one_thread = name.rsplit(" threads=", 1)[0] + " threads=1"
         rows[name] = summarise(runs, results.get(one_thread))
     return {"config": asdict(config), "rows": rows}
+
+
+def speed_range(row: dict[str, Any]) -> str:
+    return f"{min(row['steps_per_s']):.0f}-{max(row['steps_per_s']):.0f}"
 
 
 def write_markdown(report: dict[str, Any], path: Path) -> None:
@@ -223,12 +229,13 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
             f"{config['batch_size']}, n_epochs {config['n_epochs']}, "
             f"{config['iterations']} iterations timed per repetition.",
             "",
-            "| implementation | env steps/s | share in train() | x sb3-contrib | x PPO-MLP |",
-            "|---|---:|---:|---:|---:|",
+            "| implementation | env steps/s | range | share in train() | x sb3-contrib "
+            "| x PPO-MLP |",
+            "|---|---:|---:|---:|---:|---:|",
         ]
         for name, row in result["rows"].items():
             lines.append(
-                f"| {shown(name)} | {row['steps_per_s_median']:.0f} | "
+                f"| {shown(name)} | {row['steps_per_s_median']:.0f} | {speed_range(row)} | "
                 f"{row['train_fraction_median']:.0%}"
                 f" | {row['vs_sb3_contrib']:.2f} | {row['vs_ppo_mlp']:.2f} |"
             )
@@ -236,14 +243,15 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
     if report.get("threads"):
         study = report["threads"]
         lines += [
-            f"## Torch threads ({study['config']['env_id']}, same settings)",
+            f"## Torch threads ({study['config']['env_id']}, same settings, "
+            f"{study['config']['iterations']} iteration timed per repetition)",
             "",
-            "| implementation | env steps/s | x same with 1 thread |",
-            "|---|---:|---:|",
+            "| implementation | env steps/s | range | x same with 1 thread |",
+            "|---|---:|---:|---:|",
         ]
         for name, row in study["rows"].items():
             lines.append(
-                f"| {shown(name)} | {row['steps_per_s_median']:.0f} | "
+                f"| {shown(name)} | {row['steps_per_s_median']:.0f} | {speed_range(row)} | "
                 f"{row.get('ratio_median', 1.0):.2f} |"
             )
         lines.append("")
@@ -279,15 +287,22 @@ def main(argv: list[str] | None = None) -> None:
         "repetitions": args.repetitions,
         "hidden": args.hidden,
         "default_bptt_length": DEFAULT_BPTT_LENGTH,
-        "configs": [run_config(CONFIGS[name], args) for name in args.configs],
+        "configs": [],
     }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    for name in args.configs:
+        report["configs"].append(run_config(CONFIGS[name], args))
+        save(report, args.out)  # partial results survive an interrupted run
     if args.thread_study:
         report["threads"] = thread_study(CONFIGS[args.configs[0]], args)
-    report["load_after"] = [round(x, 2) for x in os.getloadavg()]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    write_markdown(report, args.out.with_suffix(".md"))
+    save(report, args.out)
     print(args.out.with_suffix(".md").read_text())
+
+
+def save(report: dict[str, Any], out: Path) -> None:
+    report["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    write_markdown(report, out.with_suffix(".md"))
 
 
 if __name__ == "__main__":
