@@ -255,7 +255,27 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
                 f"{row.get('ratio_median', 1.0):.2f} |"
             )
         lines.append("")
+    lines += summary(report)
     path.write_text("\n".join(lines))
+
+
+def summary(report: dict[str, Any]) -> list[str]:
+    """The headline ratios, restated from the tables above."""
+    lines = ["## Summary", ""]
+    default = label("ours", DEFAULT_BPTT_LENGTH)
+    for result in report["configs"]:
+        rows = {shown(name).replace(" (default)", ""): row for name, row in result["rows"].items()}
+        if default in rows:
+            row = rows[default]
+            lines.append(
+                f"- {result['config']['env_id']}: ours (default bptt_length "
+                f"{DEFAULT_BPTT_LENGTH}) trains at {row['vs_sb3_contrib']:.1f}x stock "
+                f"sb3-contrib and {row['vs_ppo_mlp']:.2f}x PPO-MLP."
+            )
+    for name, row in report.get("threads", {}).get("rows", {}).items():
+        if not name.endswith("threads=1"):
+            lines.append(f"- {name}: {row['ratio_median']:.2f}x the speed with 1 thread.")
+    return [*lines, ""]
 
 
 def main(argv: list[str] | None = None) -> None:
