@@ -31,12 +31,12 @@ from agents.policies import (
 from agents.recurrent_buffer import SequenceDictRolloutBuffer, SequenceRolloutBuffer
 
 # Chosen from docs/throughput.md and docs/parity.md. With oneDNN's LSTM kernel the cost of a
-# minibatch hardly depends on how its steps are cut (8 to 64 within ~5 % on HalfCheetah-P),
-# but longer sequences mean more padding when episodes are short (CartPole-P: 16 is ~15 %
-# faster than 32, 64 and None ~30 % slower than 16), and the GRU, which has no fused kernel on
-# CPU, pays per step (8 is ~1.6x faster than 32). 8 was fastest by a few percent, but on the
-# 1-100-step memory task every length from 16 to None learned within seed noise of
-# sb3-contrib; 16 keeps gradients over twice the horizon of 8 at nearly the same speed.
+# minibatch hardly depends on how its steps are cut (8 to 64 within ~7 % on HalfCheetah-P),
+# but long sequences mean more padding when episodes are short (CartPole-P: 8 and 16 ~17 %
+# faster than 32, ~40 % faster than 64 or None), and the GRU, which has no fused kernel on
+# CPU, pays per step (8 ~1.3x faster than 16). 8 and 16 are equally fast within noise; on the
+# 1-100-step memory task every length tried from 16 to None learned within seed noise of
+# sb3-contrib, and 16 keeps gradients over twice the horizon of 8.
 DEFAULT_BPTT_LENGTH: int | None = 16
 
 
