@@ -5,6 +5,7 @@ Timings live in benchmarks/throughput.py, not here.
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
@@ -141,11 +142,26 @@ def test_sequences_cut_at_episode_starts_env_boundaries_and_bptt_length() -> Non
     assert lengths.tolist() == [4, 6, 7, 3]
 
 
-def _rollout_only_model(bptt_length: int | None, cell: str, seed: int = 0) -> RecurrentPPO:
+class SplitObservation(gym.ObservationWrapper):
+    """CartPole with a Dict observation, to exercise the Dict buffer and MultiInput policy."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        half = spaces.Box(-np.inf, np.inf, (2,), np.float32)
+        self.observation_space = spaces.Dict(cart=half, pole=half)
+
+    def observation(self, observation: np.ndarray) -> dict[str, np.ndarray]:
+        return {"cart": observation[:2], "pole": observation[2:]}
+
+
+def _rollout_only_model(
+    bptt_length: int | None, cell: str, seed: int = 0, dict_obs: bool = False
+) -> RecurrentPPO:
     """A model whose buffer holds one rollout collected by its current parameters."""
-    env = make_vec_env("CartPole-v1", n_envs=N_ENVS, seed=seed)
+    wrapper = SplitObservation if dict_obs else None
+    env = make_vec_env("CartPole-v1", n_envs=N_ENVS, seed=seed, wrapper_class=wrapper)
     model = RecurrentPPO(
-        "MlpLstmPolicy",
+        "MultiInputLstmPolicy" if dict_obs else "MlpLstmPolicy",
         env,
         n_steps=N_STEPS * 2,
         batch_size=20,
@@ -158,20 +174,33 @@ def _rollout_only_model(bptt_length: int | None, cell: str, seed: int = 0) -> Re
     return model
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-@pytest.mark.parametrize("bptt_length", [None, 1, 5])
-def test_truncated_sequences_reproduce_the_rollout(bptt_length: int | None, cell: str) -> None:
+@pytest.mark.parametrize(
+    ("bptt_length", "cell", "dict_obs"),
+    [
+        (None, "lstm", False),
+        (1, "lstm", False),
+        (5, "lstm", False),
+        (None, "gru", False),
+        (1, "gru", False),
+        (5, "gru", False),
+        (5, "lstm", True),
+    ],
+)
+def test_truncated_sequences_reproduce_the_rollout(
+    bptt_length: int | None, cell: str, dict_obs: bool
+) -> None:
     """Sequences from stored states, reset at episode starts, give the rollout's outputs again.
 
     Holds only if the state bookkeeping is exact: a bptt cut must start from the stored state
     without reset and an episode start must reset; any slip changes values and log-probs.
     """
-    model = _rollout_only_model(bptt_length, cell)
+    model = _rollout_only_model(bptt_length, cell, dict_obs=dict_obs)
     buffer = model.rollout_buffer
     episode_starts = buffer.episode_starts.copy()
     assert episode_starts[1:].any(), "CartPole episodes should end inside the rollout"
     served = []
     for sample in buffer.get(batch_size=20):
+        assert isinstance(sample.observations, dict) == dict_obs
         mask = sample.mask > 0
         n_seq = sample.lstm_states.pi[0].shape[1]
         length = mask.reshape(n_seq, -1).sum(dim=1)
