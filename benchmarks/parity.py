@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import sb3_contrib
+import scipy.stats
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
@@ -173,12 +174,28 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} +- {std:.3f}"
 
 
+def comparison(task_runs: list[dict[str, Any]]) -> list[str]:
+    """Ours (default) minus sb3-contrib, with Welch's t-test over seeds: is it seed noise?"""
+    ours = [r for r in task_runs if r["impl"] == canonical("ours")]
+    stock = [r for r in task_runs if r["impl"] == "sb3-contrib"]
+    if len(ours) < 2 or len(stock) < 2:
+        return []
+    parts = []
+    for name, metric in (("final return", "final_return"), ("late training return", None)):
+        a = [r[metric] if metric else late_training_return(r) for r in ours]
+        b = [r[metric] if metric else late_training_return(r) for r in stock]
+        p_value = scipy.stats.ttest_ind(a, b, equal_var=False).pvalue
+        parts.append(f"{name} {np.mean(a) - np.mean(b):+.3f} (Welch p = {p_value:.2f})")
+    return [f"Ours (default) minus sb3-contrib: {'; '.join(parts)}."]
+
+
 def write_markdown(runs: list[dict[str, Any]], path: Path) -> None:
     lines = [
         "# Learning parity: ours vs stock sb3-contrib RecurrentPPO",
         "",
         "Written by `benchmarks/parity.py` from docs/parity.json; do not edit by hand. The "
-        "command under each task reproduces its table (runs already stored are skipped).",
+        "commands under each task reproduce its table (runs already stored are skipped; "
+        "the runs were made in the background with `nohup`, one at a time, torch threads 1).",
         "",
         "- final return: mean over the evaluation episodes of the final policy (deterministic, "
         "recurrent state carried across steps and reset at episode starts);",
@@ -193,13 +210,19 @@ def write_markdown(runs: list[dict[str, Any]], path: Path) -> None:
         if not task_runs:
             continue
         impls = list(dict.fromkeys(run["impl"] for run in task_runs))
-        seeds = sorted({run["seed"] for run in task_runs})
+        # One command per set of seeds, so that each reproduces exactly the stored runs.
+        by_seeds: dict[str, list[str]] = {}
+        for impl in impls:
+            seeds = sorted(run["seed"] for run in task_runs if run["impl"] == impl)
+            by_seeds.setdefault(" ".join(map(str, seeds)), []).append(impl)
         policy = {k: getattr(v, "__name__", v) for k, v in task.policy_kwargs.items()}
+        lines += [f"## {task.env_id}, {task.n_timesteps} steps", ""]
         lines += [
-            f"## {task.env_id}, {task.n_timesteps} steps",
-            "",
-            f"    python -m benchmarks.parity --tasks {task_name} --impls {' '.join(impls)} "
-            f"--seeds {' '.join(map(str, seeds))}",
+            f"    python -m benchmarks.parity --tasks {task_name} --impls {' '.join(group)} "
+            f"--seeds {seeds}"
+            for seeds, group in by_seeds.items()
+        ]
+        lines += [
             "",
             f"Both implementations: {task.hyperparameters}, policy {policy}, 8 envs; "
             f"{task.n_eval_episodes} evaluation episodes per run.",
@@ -219,7 +242,7 @@ def write_markdown(runs: list[dict[str, Any]], path: Path) -> None:
                 f"{mean_std([late_training_return(r) for r in group])} | {per_seed} | "
                 f"{seconds:.0f} |"
             )
-        lines.append("")
+        lines += ["", *comparison(task_runs), ""]
     path.write_text("\n".join(lines))
 
 
@@ -230,7 +253,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("docs/parity"))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--markdown-only", action="store_true", help="rewrite <out>.md from <out>.json"
+    )
     args = parser.parse_args(argv)
+    if args.markdown_only:
+        write_markdown(load_runs(args.out.with_suffix(".json")), args.out.with_suffix(".md"))
+        return
     th.set_num_threads(args.threads)
 
     json_path = args.out.with_suffix(".json")
