@@ -17,6 +17,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
+from agents import schedules
 from agents.config import TrainConfig
 from agents.recurrent_ppo import RecurrentPPO
 
@@ -41,6 +42,7 @@ def build_model(config: TrainConfig, env: VecEnv) -> BaseAlgorithm:
         "net_arch": dict(pi=list(config.net_arch), vf=list(config.net_arch)),
         "activation_fn": ACTIVATIONS[config.activation_fn],
         "ortho_init": config.ortho_init,
+        "log_std_init": config.log_std_init,  # read by Gaussian policies only
     }
     extra: dict[str, Any] = {}
     if is_recurrent(config.algo):
@@ -58,11 +60,12 @@ def build_model(config: TrainConfig, env: VecEnv) -> BaseAlgorithm:
         n_steps=config.n_steps,
         batch_size=config.batch_size,
         n_epochs=config.n_epochs,
-        learning_rate=config.learning_rate,
+        learning_rate=schedules.for_sb3(config.learning_rate),
         gamma=config.gamma,
         gae_lambda=config.gae_lambda,
-        clip_range=config.clip_range,
-        ent_coef=config.ent_coef,
+        clip_range=schedules.for_sb3(config.clip_range),
+        ent_coef=schedules.start(config.ent_coef),  # annealed by schedules.EntropySchedule
+        target_kl=config.target_kl,
         vf_coef=config.vf_coef,
         max_grad_norm=config.max_grad_norm,
         policy_kwargs=policy_kwargs,

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from agents import schedules
 from agents.errors import UserError
 from agents.recurrent_ppo import DEFAULT_BPTT_LENGTH
 
@@ -46,17 +47,19 @@ class TrainConfig:
     final_eval_episodes: int = 100
     checkpoint_freq: int = 0
     progress: bool = True
-    # PPO
+    # PPO; learning_rate, clip_range and ent_coef also take "lin_<start>" (linear to 0)
     n_steps: int = 128
     batch_size: int = 256
     n_epochs: int = 10
-    learning_rate: float = 3e-4
+    learning_rate: float | str = 3e-4
     gamma: float = 0.99
     gae_lambda: float = 0.95
-    clip_range: float = 0.2
-    ent_coef: float = 0.0
+    clip_range: float | str = 0.2
+    ent_coef: float | str = 0.0
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
+    target_kl: float | None = None  # stop an update's epochs early past 1.5 x this KL
+    log_std_init: float = 0.0  # Gaussian policies: initial log standard deviation
     net_arch: list[int] = field(default_factory=lambda: [64, 64])
     activation_fn: str = "tanh"
     ortho_init: bool = True
@@ -94,8 +97,13 @@ class TrainConfig:
         for name in ("eval_freq", "checkpoint_freq"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0 (0 disables it), got {getattr(self, name)}")
-        if self.learning_rate <= 0:
-            raise UserError(f"learning_rate must be > 0, got {self.learning_rate}")
+        for name in ("learning_rate", "clip_range"):
+            if schedules.start(getattr(self, name)) <= 0:
+                raise UserError(f"{name} must be > 0, got {getattr(self, name)}")
+        if schedules.start(self.ent_coef) < 0:
+            raise UserError(f"ent_coef must be >= 0, got {self.ent_coef}")
+        if self.target_kl is not None and self.target_kl <= 0:
+            raise UserError(f"target_kl must be > 0 or null (no limit), got {self.target_kl}")
         for name in ("gamma", "gae_lambda"):
             if not 0 <= getattr(self, name) <= 1:
                 raise UserError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
@@ -205,6 +213,11 @@ def _check_keys(values: dict[str, Any]) -> None:
 
 def coerce(key: str, value: Any) -> Any:
     """Check a value against the field's type; accept 1e5 for an int and 1 for a float."""
+    if key in schedules.SCHEDULED_KEYS:
+        try:
+            return schedules.parse(key, value)
+        except ValueError as error:
+            raise UserError(str(error)) from None
     expected = typing.get_type_hints(TrainConfig)[key]
     optional = typing.get_origin(expected) in (typing.Union, types.UnionType)
     if optional:

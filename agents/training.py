@@ -27,6 +27,7 @@ from agents.runs import (
     save_config,
     write_metrics,
 )
+from agents.schedules import EntropySchedule
 
 FINAL_EVAL_SEED_OFFSET = 1_000_000  # final evaluation episodes are not the training episodes
 
@@ -104,6 +105,8 @@ def _check_runnable(config: TrainConfig) -> None:
 
 def _callbacks(config: TrainConfig, run_dir: Path) -> list[BaseCallback]:
     callbacks: list[BaseCallback] = []
+    if isinstance(config.ent_coef, str):
+        callbacks.append(EntropySchedule(config.ent_coef))
     if config.eval_freq > 0:
         # SB3's evaluate_policy carries the recurrent state and resets it at episode starts;
         # statistics of normalised envs are synced into the frozen eval env before each use.
