@@ -5,13 +5,6 @@
 >>> agents.evaluate(run_dir, n_episodes=100)["success_rate"]           # doctest: +SKIP
 """
 
-import os
-import sys
-
-# MuJoCo renders headless through EGL on a Linux machine without a display
-if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
-    os.environ.setdefault("MUJOCO_GL", "egl")
-
 from agents.config import TrainConfig, make_config
 from agents.errors import UserError
 from agents.evaluation import evaluate

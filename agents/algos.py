@@ -2,7 +2,7 @@
 
 - ``recurrent_ppo``: PPO with an LSTM (or GRU) between the features and the heads; the memory.
   Our subclass of sb3-contrib's RecurrentPPO, which trains on many short sequences at once
-  (agents/recurrent_ppo.py).
+  (agents/recurrent/ppo.py).
 - ``ppo``: feed-forward PPO on the current observation only; the memoryless baseline.
 - ``ppo_framestack``: feed-forward PPO on the last ``frame_stack`` observations; the baseline
   that remembers a fixed window and nothing older.
@@ -12,21 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
+from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
 from agents import schedules
-from agents.config import TrainConfig
-from agents.recurrent_ppo import RecurrentPPO
-
-ACTIVATIONS = {
-    "tanh": torch.nn.Tanh,
-    "relu": torch.nn.ReLU,
-    "elu": torch.nn.ELU,
-    "leaky_relu": torch.nn.LeakyReLU,
-}
+from agents.config import ACTIVATIONS, TrainConfig
+from agents.recurrent import RecurrentPPO
 
 
 def algo_class(algo: str) -> type[BaseAlgorithm]:
@@ -53,9 +46,9 @@ def build_model(config: TrainConfig, env: VecEnv) -> BaseAlgorithm:
             shared_lstm=config.shared_lstm,
             recurrent_cell=config.recurrent_cell,
         )
-        extra["bptt_length"] = config.bptt_length
+        extra.update(bptt_length=config.bptt_length, recompute_states=config.recompute_states)
     return algo_class(config.algo)(
-        "MlpLstmPolicy" if is_recurrent(config.algo) else "MlpPolicy",
+        _policy_name(config, env),
         env,
         n_steps=config.n_steps,
         batch_size=config.batch_size,
@@ -74,3 +67,12 @@ def build_model(config: TrainConfig, env: VecEnv) -> BaseAlgorithm:
         verbose=0,
         **extra,
     )
+
+
+def _policy_name(config: TrainConfig, env: VecEnv) -> str:
+    dict_observations = isinstance(env.observation_space, spaces.Dict)
+    if not is_recurrent(config.algo):
+        return "MultiInputPolicy" if dict_observations else "MlpPolicy"
+    if config.privileged_critic:
+        return "PrivilegedCriticLstmPolicy"
+    return "MultiInputLstmPolicy" if dict_observations else "MlpLstmPolicy"

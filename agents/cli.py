@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -19,12 +20,21 @@ EXIT_INTERRUPTED = 130
 
 def train_main(argv: list[str] | None = None) -> int:
     args = _train_parser().parse_args(argv)
+    _render_headless_by_default()
     return _guarded(lambda: _train(args))
 
 
 def evaluate_main(argv: list[str] | None = None) -> int:
     args = _evaluate_parser().parse_args(argv)
+    _render_headless_by_default()
     return _guarded(lambda: _evaluate(args))
+
+
+def _render_headless_by_default() -> None:
+    """MuJoCo picks its OpenGL backend when it is first imported: on a Linux machine without
+    a display (a server, a cluster node) only EGL works, so choose it unless the user did."""
+    if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
+        os.environ.setdefault("MUJOCO_GL", "egl")
 
 
 def _guarded(action: Callable[[], int]) -> int:
@@ -200,7 +210,7 @@ def _evaluate_parser() -> argparse.ArgumentParser:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from agents.evaluation import evaluate
-    from agents.memory import check_trace_options, record_trace, recurrent_networks
+    from agents.insight.traces import check_trace_options, record_trace, recurrent_networks
     from agents.runs import load
 
     env_kwargs = parse_assignments(args.env_kwargs, "--env-kwargs") if args.env_kwargs else None
@@ -224,8 +234,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.video:
         print(f"Video: {metrics['video']}")
     if args.trace or args.probe or args.report:
-        from agents.probes import format_probes, probe_run
-        from agents.report import write_report
+        from agents.insight.probes import format_probes, probe_run
+        from agents.insight.report import write_report
 
         trace = record_trace(run, args.trace_episodes, args.deterministic, args.seed)
         if args.trace:

@@ -15,16 +15,22 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from torch import nn
 
 from agents import schedules
 from agents.errors import UserError
-from agents.recurrent_ppo import DEFAULT_BPTT_LENGTH
+from agents.recurrent import DEFAULT_BPTT_LENGTH, RECURRENT_CELLS
+from agents.recurrent.buffers import check_bptt_length
 
 PRESETS_FILE = Path(__file__).with_name("presets.yaml")
 ALGOS = ("recurrent_ppo", "ppo", "ppo_framestack")
-RECURRENT_CELLS = ("lstm", "gru")
 VEC_ENVS = ("dummy", "subproc")
-ACTIVATIONS = ("tanh", "relu", "elu", "leaky_relu")
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "elu": nn.ELU,
+    "leaky_relu": nn.LeakyReLU,
+}
 
 
 @dataclass
@@ -63,6 +69,10 @@ class TrainConfig:
     net_arch: list[int] = field(default_factory=lambda: [64, 64])
     activation_fn: str = "tanh"
     ortho_init: bool = True
+    # what the networks read besides the observation (agents/inputs.py)
+    previous_action: bool = False  # the last action, appended to the observation
+    previous_reward: bool = False  # the last reward, appended to the observation
+    privileged_critic: bool = False  # recurrent_ppo: the critic also reads the hidden state
     # recurrent_ppo only
     recurrent_cell: str = "lstm"
     lstm_hidden_size: int = 64
@@ -70,6 +80,7 @@ class TrainConfig:
     enable_critic_lstm: bool = True
     shared_lstm: bool = False
     bptt_length: int | None = DEFAULT_BPTT_LENGTH  # null: whole episode pieces of n_steps
+    recompute_states: bool = False  # refresh stored sequence start states before each epoch
     # ppo_framestack only
     frame_stack: int = 4
 
@@ -78,7 +89,7 @@ class TrainConfig:
         _check_choice("algo", self.algo, ALGOS)
         _check_choice("vec_env", self.vec_env, VEC_ENVS)
         _check_choice("recurrent_cell", self.recurrent_cell, RECURRENT_CELLS)
-        _check_choice("activation_fn", self.activation_fn, ACTIVATIONS)
+        _check_choice("activation_fn", self.activation_fn, tuple(ACTIVATIONS))
         for name in (
             "n_timesteps",
             "n_envs",
@@ -113,10 +124,15 @@ class TrainConfig:
                 f"batch_size {self.batch_size} is larger than one rollout, n_steps * n_envs = "
                 f"{self.n_steps} * {self.n_envs} = {rollout}; lower batch_size or raise n_steps"
             )
-        if self.bptt_length is not None and self.bptt_length <= 0:
+        if self.privileged_critic and (self.algo != "recurrent_ppo" or self.shared_lstm):
             raise UserError(
-                f"bptt_length must be a positive integer or null, got {self.bptt_length}"
+                "privileged_critic needs a critic of its own: use algo recurrent_ppo with "
+                "shared_lstm false"
             )
+        try:
+            check_bptt_length(self.bptt_length)
+        except ValueError as error:
+            raise UserError(str(error)) from None
         if any(not isinstance(units, int) or units <= 0 for units in self.net_arch):
             raise UserError(f"net_arch must be a list of positive layer sizes, got {self.net_arch}")
         return self

@@ -11,12 +11,14 @@ import difflib
 import functools
 import importlib
 import os
+import pickle
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+from gymnasium import spaces
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import (
     DummyVecEnv,
@@ -29,6 +31,7 @@ from stable_baselines3.common.vec_env import (
 import envs  # noqa: F401  (registers our ids)
 from agents.config import TrainConfig
 from agents.errors import UserError
+from agents.inputs import PRIVILEGED_KEY, PreviousAction, PrivilegedObservation
 
 
 def resolve_env(env: str) -> str | Callable[..., gym.Env]:
@@ -79,8 +82,11 @@ def make_single_env(env: str, env_kwargs: dict[str, Any] | None = None, **make_k
     return made
 
 
-def memoryless_ceiling(env: gym.Env) -> float | None:
+def memoryless_ceiling(env: gym.Env | VecEnv) -> float | None:
     """The documented best success rate without memory, if the task states one."""
+    if isinstance(env, VecEnv):
+        has = env.has_attr("memoryless_ceiling")
+        return float(env.get_attr("memoryless_ceiling", indices=0)[0]) if has else None
     try:
         return float(env.get_wrapper_attr("memoryless_ceiling"))
     except AttributeError:
@@ -96,17 +102,26 @@ def make_vec(
     vecnormalize_path: Path | None = None,
     training: bool = True,
     wrapper_class: type[gym.Wrapper] | None = None,
+    expected_spaces: tuple[gym.Space, gym.Space] | None = None,
 ) -> VecEnv:
     """The vectorised env for ``config``: monitored, normalised and frame-stacked as it says.
 
     For evaluation (``training=False``) the normalisation statistics are frozen, loaded from
-    ``vecnormalize_path`` when given, and rewards are reported unnormalised.
+    ``vecnormalize_path`` when given, and rewards are reported unnormalised;
+    ``expected_spaces`` (the model's) name the env that does not fit them.
     """
     resolve_env(config.env)  # fail here, in the main process, with a clear message
     env_kwargs = dict(config.env_kwargs)
     if render_mode is not None:
         env_kwargs["render_mode"] = render_mode
     use_subproc = config.vec_env == "subproc" and n_envs > 1
+    wrap = functools.partial(
+        with_agent_inputs,
+        config=config,
+        required=training,
+        privileged_size=_privileged_size(expected_spaces),
+        outer=wrapper_class,
+    )
     vec = make_vec_env(
         # a function of ours, so that subprocesses import envs (our ids) and the user's module
         functools.partial(make_single_env, config.env),
@@ -115,7 +130,7 @@ def make_vec(
         monitor_dir=str(monitor_dir) if monitor_dir else None,
         env_kwargs=env_kwargs,
         vec_env_cls=SubprocVecEnv if use_subproc else DummyVecEnv,
-        wrapper_class=wrapper_class,
+        wrapper_class=wrap,
     )
     if config.normalize:
         if training:
@@ -123,24 +138,80 @@ def make_vec(
         elif vecnormalize_path is None:  # an eval env during training: stats synced by SB3
             vec = VecNormalize(vec, training=False, norm_reward=False)
         else:
-            vec = load_normalization(vecnormalize_path, vec)
+            vec = load_normalization(vecnormalize_path, vec, config.env, expected_spaces)
     if config.algo == "ppo_framestack":
         vec = VecFrameStack(vec, n_stack=config.frame_stack)
     return vec
 
 
-def load_normalization(path: Path | None, vec: VecEnv) -> VecNormalize:
+def with_agent_inputs(
+    env: gym.Env,
+    config: TrainConfig,
+    required: bool = True,
+    privileged_size: int | None = None,
+    outer: Callable[[gym.Env], gym.Env] | None = None,
+) -> gym.Env:
+    """The inputs the config asks for (agents/inputs.py), then the caller's own wrapper.
+
+    Evaluation passes ``required=False``: only the actor acts, so an env without privileged
+    state gets zeros in its place.
+    """
+    try:
+        if config.previous_action or config.previous_reward:
+            env = PreviousAction(env, action=config.previous_action, reward=config.previous_reward)
+        if config.privileged_critic:
+            env = PrivilegedObservation(env, required=required, size=privileged_size)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    return outer(env) if outer is not None else env
+
+
+def _privileged_size(model_spaces: tuple[gym.Space, gym.Space] | None) -> int | None:
+    """The critic's privileged input size, read from a trained model's observation space."""
+    if model_spaces is None or not isinstance(model_spaces[0], spaces.Dict):
+        return None
+    privileged = model_spaces[0].spaces.get(PRIVILEGED_KEY)
+    return None if privileged is None else int(privileged.shape[0])
+
+
+def load_normalization(
+    path: Path | None,
+    vec: VecEnv,
+    env_id: str = "",
+    expected_spaces: tuple[gym.Space, gym.Space] | None = None,
+) -> VecNormalize:
+    """Frozen normalisation statistics from ``path`` around ``vec`` (VecNormalize.load, with
+    one-line errors for a missing or corrupt file and for an env of other spaces)."""
     if path is None or not path.is_file():
         raise UserError(
             f"the run normalises observations but {path} is missing; "
             "evaluate the whole run folder, or copy vecnormalize.pkl beside the model"
         )
     try:
-        normalized = VecNormalize.load(str(path), vec)
+        with open(path, "rb") as file:
+            normalized = pickle.load(file)
+        if not isinstance(normalized, VecNormalize):
+            raise TypeError(type(normalized).__name__)
     except Exception as error:  # a pickle can fail in many ways; all mean the file is bad
         raise UserError(
             f"cannot read {path} ({type(error).__name__}); the file is corrupt"
         ) from None
+    if normalized.observation_space != vec.observation_space:
+        vec.close()
+        trained = expected_spaces or (normalized.observation_space, vec.action_space)
+        raise spaces_mismatch(env_id, trained, vec)
+    normalized.set_venv(vec)
     normalized.training = False
     normalized.norm_reward = False
     return normalized
+
+
+def spaces_mismatch(
+    env_id: str, trained: tuple[gym.Space, gym.Space], env: VecEnv | gym.Env
+) -> UserError:
+    """The one error for a model (or its normalisation) and an env of other spaces."""
+    return UserError(
+        f"model and env do not match: the model takes observations {trained[0]} and acts in "
+        f"{trained[1]}, env {env_id!r} gives {env.observation_space} and takes "
+        f"{env.action_space}; evaluate on an env with the same spaces"
+    )

@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 from scipy import stats
 
-from agents.environments import make_single_env, memoryless_ceiling
+from agents.environments import memoryless_ceiling
 from agents.errors import UserError
 from agents.rollout import Episode, episodes, steps
 from agents.runs import Run, load
@@ -42,19 +42,17 @@ def evaluate(
     env = run.make_env(n_envs=n_envs, seed=seed)
     try:
         results = episodes(run.model, env, n_episodes, deterministic, keep_state)
+        ceiling = memoryless_ceiling(env)
     finally:
         env.close()
-    metrics = summarize(results)
-    probe_env = make_single_env(run.config.env, run.config.env_kwargs)
     metrics = {
         "env_id": run.config.env,
         "algo": run.config.algo,
-        **metrics,
-        "memoryless_ceiling": memoryless_ceiling(probe_env),
+        **summarize(results),
+        "memoryless_ceiling": ceiling,
         "deterministic": deterministic,
         "seed": seed,
     }
-    probe_env.close()
     if video is not None:
         metrics["video"] = str(record_video(run, video, video_episodes, deterministic, seed))
     return metrics

@@ -9,8 +9,10 @@ and reproduce the run.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import re
+import sys
 import time
 import zipfile
 from dataclasses import dataclass
@@ -24,7 +26,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from agents.algos import algo_class
 from agents.config import TrainConfig, from_dict, make_config
-from agents.environments import make_vec
+from agents.environments import make_vec, spaces_mismatch
 from agents.errors import UserError
 
 RUNS_ROOT = Path("runs")
@@ -95,7 +97,9 @@ class Run:
         render_mode: str | None = None,
         wrapper_class: type[gym.Wrapper] | None = None,
     ) -> VecEnv:
-        return make_vec(
+        """Envs the model can act in; UserError if their spaces are not the model's."""
+        model_spaces = (self.model.observation_space, self.model.action_space)
+        vec = make_vec(
             self.config,
             n_envs,
             seed,
@@ -103,7 +107,17 @@ class Run:
             vecnormalize_path=self.vecnormalize_path,
             training=False,
             wrapper_class=wrapper_class,
+            expected_spaces=model_spaces,
         )
+        if (vec.observation_space, vec.action_space) != model_spaces:
+            vec.close()
+            raise spaces_mismatch(self.config.env, model_spaces, vec)
+        return vec
+
+
+# Run folders saved before the package was split into subpackages pickled the policy class
+# under its old module path; model.zip finds it there.
+_MOVED_MODULES = {"agents.policies": "agents.recurrent.policies"}
 
 
 def load(
@@ -115,7 +129,8 @@ def load(
     """Load a run folder or a model .zip (a final model or a checkpoint).
 
     ``env`` / ``env_kwargs`` evaluate the model on another env than it was trained on (for
-    example a longer variant); its spaces must match the model's.
+    example a longer variant); its spaces must match the model's, which ``Run.make_env``
+    checks.
     """
     model_path = _find_model(Path(path))
     config = _find_config(model_path, env)
@@ -125,6 +140,8 @@ def load(
     if env_kwargs is not None:
         changes["env_kwargs"] = env_kwargs
     config = dataclasses.replace(config, **changes)
+    for old, new in _MOVED_MODULES.items():
+        sys.modules.setdefault(old, importlib.import_module(new))
     try:
         model = algo_class(config.algo).load(str(model_path), device=device)
     except (zipfile.BadZipFile, ValueError, KeyError, EOFError, RuntimeError) as error:
@@ -132,26 +149,9 @@ def load(
             f"cannot load {model_path} ({type(error).__name__}); the file is corrupt "
             "or not a model of this package"
         ) from None
-    run = Run(
+    return Run(
         model, config, model_path, _vecnormalize_path(model_path) if config.normalize else None
     )
-    check_spaces(run)
-    return run
-
-
-def check_spaces(run: Run) -> None:
-    vec = run.make_env(n_envs=1)
-    try:
-        env_spaces = (vec.observation_space, vec.action_space)
-    finally:
-        vec.close()
-    model_spaces = (run.model.observation_space, run.model.action_space)
-    if env_spaces != model_spaces:
-        raise UserError(
-            f"model and env do not match: the model takes observations {model_spaces[0]} and "
-            f"acts in {model_spaces[1]}, env {run.config.env!r} gives {env_spaces[0]} and takes "
-            f"{env_spaces[1]}; evaluate on an env with the same spaces"
-        )
 
 
 def _find_model(path: Path) -> Path:

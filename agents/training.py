@@ -12,10 +12,10 @@ from stable_baselines3.common.logger import configure
 
 from agents.algos import build_model
 from agents.config import TrainConfig, from_dict, make_config
-from agents.environments import make_single_env, make_vec
+from agents.environments import make_single_env, make_vec, with_agent_inputs
 from agents.errors import UserError
 from agents.evaluation import evaluate
-from agents.plots import LEARNING_CURVE_FILE, plot_learning_curve, save_png
+from agents.insight.plots import LEARNING_CURVE_FILE, plot_learning_curve, save_png
 from agents.runs import (
     CHECKPOINTS_DIR,
     MODEL_FILE,
@@ -94,8 +94,8 @@ def train(
 
 
 def _check_runnable(config: TrainConfig) -> None:
-    """Fail on a bad env, env argument or device before a run folder exists."""
-    make_single_env(config.env, config.env_kwargs).close()
+    """Fail on a bad env, env argument, input wrapper or device before a run folder exists."""
+    with_agent_inputs(make_single_env(config.env, config.env_kwargs), config).close()
     if config.device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(
             f"device {config.device!r} asked for, but torch sees no CUDA GPU; "

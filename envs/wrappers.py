@@ -8,6 +8,10 @@ explicit ``groups={name: indices}``. Every wrapper publishes the groups of its o
 
 Missing values are 0, and the observation space is widened to contain 0 where needed.
 Randomness comes only from the env's ``np_random``, so ``reset(seed=...)`` reproduces it.
+
+What a wrapper hides is not lost for training: each passes the reading it received on as
+``info["privileged"]`` (when wrappers stack, the innermost one's, the full reading, wins), which
+a privileged critic reads (agents/inputs.py) and the actor never sees.
 """
 
 from collections import deque
@@ -77,7 +81,32 @@ def _with_flags(low: np.ndarray, high: np.ndarray, n: int, dtype) -> gym.spaces.
     )
 
 
-class MaskObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+class HidingWrapper(gym.ObservationWrapper):
+    """An observation wrapper that also passes the unhidden reading on as ``info["privileged"]``."""
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        observation, info = self.env.reset(seed=seed, options=options)
+        return self.observation(observation), _keep_reading(info, observation)
+
+    def step(self, action):
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        return (
+            self.observation(observation),
+            reward,
+            terminated,
+            truncated,
+            _keep_reading(info, observation),
+        )
+
+
+def _keep_reading(info: dict[str, Any], observation: np.ndarray) -> dict[str, Any]:
+    info.setdefault("privileged", observation)
+    return info
+
+
+class MaskObservation(HidingWrapper, gym.utils.RecordConstructorArgs):
     """Removes whole groups of the observation; the observation space shrinks.
 
     Give exactly one of ``keep`` (only these groups stay) or ``drop`` (these groups go;
@@ -130,7 +159,7 @@ class MaskObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         return observation[self.kept_indices]
 
 
-class SensorDropout(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+class SensorDropout(HidingWrapper, gym.utils.RecordConstructorArgs):
     """Readings of each group go missing in bursts; a 0/1 missing flag per group is appended.
 
     Each affected group is a two-state Markov chain, advanced once per observation
@@ -200,11 +229,11 @@ class SensorDropout(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         obs, info = self.env.reset(seed=seed, options=options)
         self.missing[:] = False
         self._last[:] = 0
-        return self._deliver(obs), info
+        return self._deliver(obs), _keep_reading(info, obs)
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
-        return self._deliver(obs), reward, terminated, truncated, info
+        return self._deliver(obs), reward, terminated, truncated, _keep_reading(info, obs)
 
     def _deliver(self, obs: np.ndarray) -> np.ndarray:
         self._advance()
@@ -221,7 +250,7 @@ class SensorDropout(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         return np.concatenate([out, self.missing.astype(out.dtype)])
 
 
-class SensorNoise(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+class SensorNoise(HidingWrapper, gym.utils.RecordConstructorArgs):
     """Adds Gaussian noise: ``obs + std * scale * N(0, 1)`` per dimension.
 
     ``std`` alone is an absolute standard deviation (a number, or one per dim). With
@@ -266,7 +295,7 @@ class SensorNoise(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         return (observation + noise).astype(self.observation_space.dtype)
 
 
-class ObservationDelay(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+class ObservationDelay(HidingWrapper, gym.utils.RecordConstructorArgs):
     """Readings arrive ``delay`` steps late; until the first one arrives the observation is 0.
 
     >>> import gymnasium as gym
@@ -300,7 +329,7 @@ class ObservationDelay(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         return np.zeros(self.observation_space.shape, dtype=self.observation_space.dtype)
 
 
-class CueMask(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+class CueMask(HidingWrapper, gym.utils.RecordConstructorArgs):
     """The ``cue`` groups are visible in the first ``visible_steps`` observations only.
 
     Observation t (t = 0 after reset, t = n after the n-th step) shows the cue while

@@ -49,6 +49,12 @@ def test_coerce_accepts_scientific_ints_and_int_floats():
     assert coerce("bptt_length", None) is None
 
 
+def test_schedules_keep_the_zoo_spelling():
+    assert coerce("learning_rate", "lin_1e-3") == "lin_0.001"
+    assert coerce("ent_coef", "lin_0.01") == "lin_0.01"
+    assert coerce("clip_range", "0.1") == 0.1  # a number written as a string
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -61,6 +67,12 @@ def test_coerce_accepts_scientific_ints_and_int_floats():
         ({"n_envs": "many"}, "config key 'n_envs' expects int, got 'many'"),
         ({"normalize": "yes please"}, "config key 'normalize' expects bool"),
         ({"recurrent_cell": "rnn"}, "unknown recurrent_cell 'rnn'"),
+        ({"learning_rate": "lin_fast"}, "expects a number or lin_<number> (linear to 0)"),
+        ({"clip_range": "cos_0.2"}, "config key 'clip_range' expects a number or lin_<number>"),
+        ({"learning_rate": "lin_0"}, "learning_rate must be > 0, got lin_0"),
+        ({"ent_coef": -0.01}, "ent_coef must be >= 0, got -0.01"),
+        ({"target_kl": 0}, "target_kl must be > 0 or null (no limit), got 0.0"),
+        ({"bptt_length": True}, "config key 'bptt_length' expects int, got True"),
     ],
 )
 def test_bad_values_name_the_problem(overrides, message):

@@ -16,9 +16,9 @@ from sb3_contrib.common.recurrent.type_aliases import RNNStates
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
-from agents.policies import FastRecurrentPolicy
-from agents.recurrent_buffer import sequence_starts
-from agents.recurrent_ppo import RecurrentPPO
+from agents.recurrent.buffers import pack_minibatches, sequence_starts
+from agents.recurrent.policies import FastRecurrentPolicy
+from agents.recurrent.ppo import RecurrentPPO
 
 th.set_num_threads(1)
 
@@ -140,6 +140,42 @@ def test_sequences_cut_at_episode_starts_env_boundaries_and_bptt_length() -> Non
     starts, lengths = sequence_starts(episode_starts, n_steps=10, bptt_length=None)
     assert starts.tolist() == [0, 4, 10, 17]
     assert lengths.tolist() == [4, 6, 7, 3]
+
+
+def test_minibatches_hold_at_least_batch_size_steps_over_random_episode_lengths() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        lengths = rng.integers(1, 40, size=rng.integers(1, 60))
+        batch_size = int(rng.integers(1, 200))
+        groups = pack_minibatches(lengths, batch_size)
+        served = np.concatenate(groups)
+        assert served.tolist() == list(range(len(lengths))), "each sequence once, in order"
+        sizes = [int(lengths[group].sum()) for group in groups]
+        if lengths.sum() < batch_size:
+            assert len(groups) == 1  # the whole rollout
+        else:
+            assert min(sizes) >= batch_size
+
+
+@pytest.mark.parametrize("bptt_length", [16, None])
+def test_batch_size_at_most_bptt_length_trains_without_nan(bptt_length: int | None) -> None:
+    """Sequences once joined the minibatch where their first step fell, which left
+    minibatches of a single step (advantage std NaN) when batch_size <= bptt_length."""
+    env = make_vec_env("CartPole-v1", n_envs=2, seed=0)
+    model = RecurrentPPO(
+        "MlpLstmPolicy",
+        env,
+        n_steps=64,
+        batch_size=16,
+        n_epochs=2,
+        bptt_length=bptt_length,
+        policy_kwargs=dict(lstm_hidden_size=HIDDEN),
+        seed=0,
+    )
+    model.learn(256)
+    sizes = [int(sample.mask.sum()) for sample in model.rollout_buffer.get(batch_size=16)]
+    assert min(sizes) >= 16 and sum(sizes) == 128
+    assert all(th.isfinite(p).all() for p in model.policy.parameters())
 
 
 class SplitObservation(gym.ObservationWrapper):
@@ -312,9 +348,46 @@ def test_policy_save_keeps_recurrent_settings(tmp_path) -> None:
     [
         (dict(bptt_length=0), "bptt_length"),
         (dict(bptt_length=2.5), "bptt_length"),
+        (dict(bptt_length=True), "bptt_length"),
         (dict(policy_kwargs=dict(recurrent_cell="rnn")), "recurrent_cell"),
     ],
 )
 def test_bad_settings_are_refused_with_the_value(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         RecurrentPPO("MlpLstmPolicy", "CartPole-v1", **kwargs)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_recomputed_start_states_replay_the_rollout(cell: str) -> None:
+    """recompute_states replays each env from its first stored state: with the rollout's own
+    weights it finds the stored states again; with new weights, sequences cut at bptt
+    boundaries start from the states the new weights carry there."""
+    model = _rollout_only_model(bptt_length=5, cell=cell)
+    buffer = model.rollout_buffer
+    buffer.refresh_states_with = model.policy
+    list(buffer.get(batch_size=20))  # the first epoch serves the stored states
+    stored = {name: tensor.clone() for name, tensor in buffer._states_t.items()}
+    assert stored["hidden_states_pi"].abs().sum() > 0
+    list(buffer.get(batch_size=20))
+    for name, tensor in buffer._states_t.items():
+        th.testing.assert_close(tensor, stored[name], atol=1e-5, rtol=0)
+
+    with th.no_grad():  # new weights, as after an epoch of updates
+        for parameter in model.policy.lstm_actor.parameters():
+            parameter.add_(0.3 * th.randn_like(parameter))
+    list(buffer.get(batch_size=20))
+    hidden = buffer._states_t["hidden_states_pi"].view(N_ENVS, N_STEPS * 2, -1)
+    first = stored["hidden_states_pi"].view(N_ENVS, N_STEPS * 2, -1)
+    th.testing.assert_close(hidden[:, 0], first[:, 0])  # each env's first state is kept
+    # Replaying one env step by step with the new weights gives the refreshed states.
+    observations = buffer._obs_t.view(N_ENVS, N_STEPS * 2, -1)
+    starts = buffer._steps_t["episode_starts"].view(N_ENVS, N_STEPS * 2)
+    first_cell = stored["cell_states_pi"].view(N_ENVS, N_STEPS * 2, -1)[:, 0]
+    state = (first[:, 0][None].contiguous(), first_cell[None].contiguous())
+    with th.no_grad():
+        for t in range(N_STEPS * 2):
+            th.testing.assert_close(hidden[:, t], state[0][0], atol=1e-5, rtol=0)
+            _, state = model.policy._process_sequence(
+                observations[:, t], state, starts[:, t], model.policy.lstm_actor
+            )
+    assert not th.allclose(hidden, first, atol=1e-3)

@@ -10,8 +10,8 @@ from torch import nn
 import agents
 from agents.algos import build_model
 from agents.environments import make_vec
-from agents.memory import load_trace, policy_features, record_trace, step_layers
-from agents.policies import GRUWithCellPlaceholder
+from agents.insight.traces import load_trace, policy_features, record_trace, step_layers
+from agents.recurrent.cells import GRUWithCellPlaceholder
 from agents.runs import Run
 
 TOLERANCE = 1e-5

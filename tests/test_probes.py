@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import agents
-from agents.memory import Trace, record_trace, untrained_copy
-from agents.probes import format_probes, probe_trace
+from agents.insight.probes import format_probes, probe_trace
+from agents.insight.traces import Trace, record_trace, untrained_copy
 
 EPISODES, LENGTH, UNITS = 12, 20, 16
 

@@ -15,8 +15,8 @@ from matplotlib.image import imread
 
 import agents
 from agents.cli import evaluate_main
-from agents.memory import load_trace
-from agents.plots import LEARNING_CURVE_FILE, plot_learning_curve, save_png
+from agents.insight.plots import LEARNING_CURVE_FILE, plot_learning_curve, save_png
+from agents.insight.traces import load_trace
 
 TINY = dict(
     n_timesteps=256,

@@ -1,6 +1,8 @@
 """Run folders: save/load round trips and evaluating a user's own env."""
 
+import csv
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,3 +124,43 @@ def test_users_env_with_subprocess_envs(tmp_path, monkeypatch):
         run_dir=tmp_path / "run",
     )
     assert (run_dir / "model.zip").is_file()
+
+
+def test_run_folder_saved_by_an_earlier_layout_still_loads_and_acts():
+    """model.zip pickles the policy class by module path; version 0.1.0 kept it in
+    agents/policies.py (now agents/recurrent/policies.py)."""
+    run = load(Path(__file__).parent / "data" / "run_saved_by_0.1.0")
+    assert type(run.model.policy).__module__ == "agents.recurrent.policies"
+    metrics = agents.evaluate(run, n_episodes=4)
+    assert metrics["episodes"] == 4
+    _, state = run.model.predict(np.zeros((1, 4), np.float32), episode_start=np.ones(1))
+    assert state[0].shape == (1, 1, 8)  # the saved hidden size, not today's default
+
+
+def test_linear_schedules_anneal_learning_rate_clip_range_and_entropy_bonus(tmp_path):
+    run_dir = agents.train(
+        env="CartPole-P-v1",
+        run_dir=tmp_path / "run",
+        n_timesteps=256,
+        n_envs=2,
+        n_steps=32,
+        batch_size=32,
+        n_epochs=1,
+        learning_rate="lin_1e-3",
+        clip_range="lin_0.2",
+        ent_coef="lin_0.01",
+        progress=False,
+        eval_freq=0,
+        final_eval_episodes=2,
+    )
+    with open(run_dir / "progress.csv") as file:
+        rows = list(csv.DictReader(file))
+    for column, start in (
+        ("train/learning_rate", 1e-3),
+        ("train/clip_range", 0.2),
+        ("train/ent_coef", 0.01),
+    ):
+        values = np.array([float(row[column]) for row in rows if row.get(column)])
+        # the k-th of 4 updates runs at (1 - k/4) of the start value (SB3 writes an update's
+        # metrics when the next rollout ends, so the last may not reach the file)
+        np.testing.assert_allclose(values[:3], start * np.array([0.75, 0.5, 0.25]), atol=1e-9)

@@ -15,8 +15,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from agents.memory import Trace
-from agents.probes import Probe, describe
+from agents.insight.probes import Probe, describe
+from agents.insight.traces import Trace
 
 LEARNING_CURVE_FILE = "learning_curve.png"  # saved in the run folder at the end of training
 HEATMAP_CMAP = "RdBu_r"  # diverging: blue low, white middle, red high

@@ -34,9 +34,51 @@ from sb3_contrib.common.recurrent.type_aliases import (
     RecurrentRolloutBufferSamples,
     RNNStates,
 )
+from stable_baselines3.common.policies import BaseModel
 
 _STATE_ARRAYS = ("hidden_states_pi", "cell_states_pi", "hidden_states_vf", "cell_states_vf")
 _STEP_ARRAYS = ("actions", "values", "log_probs", "advantages", "returns", "episode_starts")
+
+
+def check_bptt_length(bptt_length: object) -> None:
+    """ValueError unless ``bptt_length`` is a positive int (not a bool) or None."""
+    if bptt_length is not None and (
+        isinstance(bptt_length, bool) or not isinstance(bptt_length, int) or bptt_length < 1
+    ):
+        raise ValueError(
+            f"bptt_length must be a positive integer or null (no truncation), got {bptt_length!r}"
+        )
+
+
+def pack_minibatches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Group sequences, in the given order, into minibatches of at least ``batch_size`` steps.
+
+    A minibatch closes as soon as it holds ``batch_size`` steps or more; the sequences left
+    over at the end (fewer steps) join the last minibatch. So no minibatch is ever tiny (a
+    single step would make the advantage's std NaN), and a rollout shorter than
+    ``batch_size`` is one minibatch.
+
+    :return: indices into ``lengths``, one array per minibatch.
+    """
+    groups: list[list[int]] = []
+    current: list[int] = []
+    held = 0
+    for index, length in enumerate(lengths):
+        current.append(index)
+        held += int(length)
+        if held >= batch_size:
+            groups.append(current)
+            current, held = [], 0
+    if current:
+        if groups:
+            groups[-1].extend(current)
+        else:
+            groups.append(current)
+    return [np.asarray(group) for group in groups]
+
+
+def rnn_shape(rnn: th.nn.Module) -> tuple[int, int]:
+    return rnn.num_layers, rnn.hidden_size
 
 
 def sequence_starts(
@@ -69,11 +111,41 @@ class _SequenceSampling:
     """
 
     bptt_length: int | None
+    # A policy whose recurrent layers replay the rollout before every epoch but the first
+    # (RecurrentPPO's recompute_states); None keeps the states stored during the rollout.
+    refresh_states_with: Any = None
 
     def _init_sequences(self, bptt_length: int | None) -> None:
-        if bptt_length is not None and (not isinstance(bptt_length, int) or bptt_length < 1):
-            raise ValueError(f"bptt_length must be a positive int or None, got {bptt_length!r}")
+        check_bptt_length(bptt_length)
         self.bptt_length = bptt_length
+
+    def _recompute_states(self, policy: Any) -> None:
+        """Replay each env's rollout through the current recurrent layers, from its stored
+        first state, and store the states again.
+
+        A sequence cut at a bptt boundary starts from the state stored while collecting; after
+        an epoch of updates that state comes from other weights than the ones being trained
+        ("stale", Kapturowski et al. 2019, R2D2). Replaying gives the state the current
+        weights would have carried there.
+        """
+        n_envs, n_steps = self.n_envs, self.buffer_size
+        starts = self._steps_t["episode_starts"].reshape(n_envs, n_steps)
+        networks = [("pi", policy.pi_features_extractor, policy.lstm_actor)]
+        if policy.lstm_critic is not None:
+            networks.append(("vf", policy.vf_features_extractor, policy.lstm_critic))
+        with th.no_grad():
+            for suffix, extractor, rnn in networks:
+                features = BaseModel.extract_features(policy, self._obs_t, extractor)
+                features = features.reshape(n_envs, n_steps, -1)
+                hidden_name, cell_name = f"hidden_states_{suffix}", f"cell_states_{suffix}"
+                # (n_envs * n_steps, n_layers, hidden), env-major -> per env and step
+                hidden = self._states_t[hidden_name].view(n_envs, n_steps, *rnn_shape(rnn))
+                cell = self._states_t[cell_name].view(n_envs, n_steps, *rnn_shape(rnn))
+                state = (hidden[:, 0].swapaxes(0, 1), cell[:, 0].swapaxes(0, 1))
+                for t in range(n_steps):
+                    # stored: the state before step t, before its episode-start reset
+                    hidden[:, t], cell[:, t] = state[0].swapaxes(0, 1), state[1].swapaxes(0, 1)
+                    _, state = policy._process_sequence(features[:, t], state, starts[:, t], rnn)
 
     def _prepare(self) -> None:
         """Flatten env-major (as sb3-contrib) and move everything to torch once per rollout."""
@@ -102,21 +174,19 @@ class _SequenceSampling:
     def get(
         self, batch_size: int | None = None
     ) -> Generator[RecurrentRolloutBufferSamples | RecurrentDictRolloutBufferSamples, None, None]:
-        """Yield minibatches of whole sequences, about ``batch_size`` steps each, shuffled."""
+        """Yield minibatches of whole shuffled sequences, each of at least ``batch_size`` steps
+        (see :func:`pack_minibatches`)."""
         assert self.full, "Rollout buffer must be full before sampling from it"
         if not self.generator_ready:
             self._prepare()
-        total = self.buffer_size * self.n_envs
+        elif self.refresh_states_with is not None:  # a later epoch: the weights have moved
+            self._recompute_states(self.refresh_states_with)
         if batch_size is None:
-            batch_size = total
+            batch_size = self.buffer_size * self.n_envs
         # np.random (seeded by SB3's set_random_seed) keeps training reproducible under a seed.
         order = np.random.permutation(len(self._seq_starts))
-        lengths = self._seq_lengths[order]
-        # A sequence joins the minibatch in which its first step falls; a sequence longer than
-        # batch_size leaves the next index empty, hence unique().
-        minibatch = (np.cumsum(lengths) - lengths) // batch_size
-        for index in np.unique(minibatch):
-            yield self._sequence_samples(order[minibatch == index])
+        for group in pack_minibatches(self._seq_lengths[order], batch_size):
+            yield self._sequence_samples(order[group])
 
     def _sequence_samples(
         self, seq_ids: np.ndarray

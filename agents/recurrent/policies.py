@@ -9,57 +9,40 @@ recurrent call over the whole padded batch is exact. ``_process_sequence`` below
 and stays exact for arbitrary callers by splitting the time axis only where a reset happens
 in the middle (one call per such time index instead of one per step).
 
-GRU (asked for in sb3-contrib issues #220 and #295) keeps the LSTM interface: its state is
-still a pair ``(h, c)`` whose ``c`` is a placeholder of zeros, so ``predict``, the rollout
-buffers, SB3's ``evaluate_policy`` and every loop that carries ``(h, c)`` work unchanged.
-The recurrent modules keep sb3-contrib's attribute names ``lstm_actor``/``lstm_critic``
-whatever the cell, because sb3-contrib's ``RecurrentPPO`` reads ``policy.lstm_actor``.
+The cell may be a GRU (agents/recurrent/cells.py). The recurrent modules keep sb3-contrib's
+attribute names ``lstm_actor``/``lstm_critic`` whatever the cell, because sb3-contrib's
+``RecurrentPPO`` reads ``policy.lstm_actor``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch as th
 from gymnasium import spaces
 from sb3_contrib.common.recurrent.policies import (
     RecurrentActorCriticPolicy as Sb3ContribRecurrentPolicy,
 )
-from stable_baselines3.common.torch_layers import CombinedExtractor, NatureCNN
+from stable_baselines3.common.preprocessing import get_flattened_obs_dim
+from stable_baselines3.common.torch_layers import (
+    BaseFeaturesExtractor,
+    CombinedExtractor,
+    NatureCNN,
+)
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
-RecurrentCell = Literal["lstm", "gru"]
-RECURRENT_CELLS: tuple[str, ...] = ("lstm", "gru")
+from agents.recurrent.cells import (
+    RECURRENT_CELLS,
+    RecurrentCell,
+    make_recurrent_layer,
+    step_with_cells,
+    steps_with_cells,
+)
 
-
-class GRUWithCellPlaceholder(nn.GRU):
-    """``nn.GRU`` that takes and returns an LSTM-style state ``(h, c)``.
-
-    A GRU has no cell state; ``c`` is accepted and returned as zeros of ``h``'s shape so that
-    code written for ``nn.LSTM`` (state tuples of two arrays of shape
-    ``(n_layers, n_envs, hidden)``) runs on a GRU without a branch. Parameter names are those
-    of ``nn.GRU``.
-    """
-
-    def forward(  # type: ignore[override]
-        self,
-        input: th.Tensor,
-        hx: tuple[th.Tensor, th.Tensor] | None = None,
-    ) -> tuple[th.Tensor, tuple[th.Tensor, th.Tensor]]:
-        output, h_n = super().forward(input, None if hx is None else hx[0])
-        return output, (h_n, th.zeros_like(h_n))
-
-
-def make_recurrent_layer(
-    cell: str, input_size: int, hidden_size: int, num_layers: int, **kwargs: Any
-) -> nn.Module:
-    """Build the recurrent layer for ``cell`` ("lstm" or "gru"), both with the (h, c) interface."""
-    if cell == "lstm":
-        return nn.LSTM(input_size, hidden_size, num_layers=num_layers, **kwargs)
-    if cell == "gru":
-        return GRUWithCellPlaceholder(input_size, hidden_size, num_layers=num_layers, **kwargs)
-    raise ValueError(f"recurrent_cell must be one of {RECURRENT_CELLS}, got {cell!r}")
+# The keys of a Dict observation for an asymmetric actor-critic (agents/inputs.py builds it).
+OBSERVATION_KEY = "observation"
+PRIVILEGED_KEY = "privileged"
 
 
 class FastRecurrentPolicy(Sb3ContribRecurrentPolicy):
@@ -95,21 +78,33 @@ class FastRecurrentPolicy(Sb3ContribRecurrentPolicy):
             # Python loop over them; the LSTM's large tensors made Adam ~10 % of train() here.
             kwargs["optimizer_kwargs"] = {"eps": 1e-5, "fused": True}
         super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
-        if recurrent_cell == "lstm":
+        critic_features = self._critic_features_extractor()
+        if critic_features is not None:
+            self.vf_features_extractor = critic_features
+        critic_dim = self.vf_features_extractor.features_dim
+        if recurrent_cell == "lstm" and critic_dim == self.features_dim:
             return
-        # The parent hard-codes nn.LSTM; swap in GRUs of the same size, then rebuild the
-        # optimizer, which holds references to the parameters it was built with.
-        lstm = self.lstm_actor
-        self.lstm_actor = make_recurrent_layer(
-            "gru", lstm.input_size, lstm.hidden_size, lstm.num_layers, **self.lstm_kwargs
-        )
+        # The parent builds nn.LSTMs sized for the actor's features; rebuild what differs (the
+        # cell; the critic's input), then the optimizer, which holds references to the
+        # parameters it was built with.
+        hidden, layers = self.lstm_actor.hidden_size, self.lstm_actor.num_layers
+        if recurrent_cell != "lstm":
+            self.lstm_actor = make_recurrent_layer(
+                recurrent_cell, self.features_dim, hidden, layers, **self.lstm_kwargs
+            )
         if self.lstm_critic is not None:
             self.lstm_critic = make_recurrent_layer(
-                "gru", lstm.input_size, lstm.hidden_size, lstm.num_layers, **self.lstm_kwargs
+                recurrent_cell, critic_dim, hidden, layers, **self.lstm_kwargs
             )
+        elif self.critic is not None:
+            self.critic = nn.Linear(critic_dim, hidden)
         self.optimizer = self.optimizer_class(
             self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
         )
+
+    def _critic_features_extractor(self) -> BaseFeaturesExtractor | None:
+        """A features extractor of the critic's own, or None for the one SB3 built."""
+        return None
 
     @staticmethod
     def _process_sequence(
@@ -128,8 +123,8 @@ class FastRecurrentPolicy(Sb3ContribRecurrentPolicy):
         one call per minibatch, and collecting rollouts (``max_len == 1``) one per step.
         """
         n_seq = lstm_states[0].shape[1]
-        if features.shape[0] == n_seq and _steps_with_cells(lstm):
-            return _step_with_cells(features, lstm_states, episode_starts, lstm)
+        if features.shape[0] == n_seq and steps_with_cells(lstm):
+            return step_with_cells(features, lstm_states, episode_starts, lstm)
         # (n_seq * max_len, dim) -> (max_len, n_seq, dim), the layout nn.LSTM expects
         features_sequence = features.reshape((n_seq, -1, lstm.input_size)).swapaxes(0, 1)
         episode_starts = episode_starts.reshape((n_seq, -1)).swapaxes(0, 1)
@@ -167,45 +162,49 @@ class FastRecurrentPolicy(Sb3ContribRecurrentPolicy):
         return data
 
 
-def _steps_with_cells(rnn: nn.Module) -> bool:
-    """Whether a single step may bypass ``rnn.forward`` (see ``_step_with_cells``)."""
-    return (
-        not th.is_grad_enabled()
-        and type(rnn) in (nn.LSTM, GRUWithCellPlaceholder)
-        and rnn.bias
-        and not rnn.bidirectional
-        and getattr(rnn, "proj_size", 0) == 0
-        and (rnn.dropout == 0 or not rnn.training)
-    )
+class SelectKeys(BaseFeaturesExtractor):
+    """Features of a Dict observation: the chosen keys, flattened and concatenated."""
+
+    def __init__(self, observation_space: spaces.Dict, keys: tuple[str, ...]) -> None:
+        missing = [key for key in keys if key not in observation_space.spaces]
+        if missing:
+            raise ValueError(f"observation space {observation_space} has no key {missing[0]!r}")
+        dim = sum(get_flattened_obs_dim(observation_space[key]) for key in keys)
+        super().__init__(observation_space, dim)
+        self.keys = tuple(keys)
+
+    def forward(self, observations: dict[str, th.Tensor]) -> th.Tensor:
+        return th.cat([th.flatten(observations[key], start_dim=1) for key in self.keys], dim=1)
 
 
-def _step_with_cells(
-    features: th.Tensor,
-    states: tuple[th.Tensor, th.Tensor],
-    episode_starts: th.Tensor,
-    rnn: nn.Module,
-) -> tuple[th.Tensor, tuple[th.Tensor, th.Tensor]]:
-    """One time step for all envs with ``th.lstm_cell``/``th.gru_cell``, layer by layer.
+class PrivilegedCriticPolicy(FastRecurrentPolicy):
+    """Asymmetric actor-critic: the actor reads ``obs["observation"]`` and carries memory; the
+    critic also reads ``obs["privileged"]``, the env's hidden state (Pinto et al. 2018).
 
-    Collecting rollouts and ``predict`` run the recurrent layer one step at a time, where
-    ``nn.LSTM``'s whole-sequence kernel (oneDNN on CPU) costs about twice as much per call as
-    the cell function; same arithmetic, outputs equal to ~1e-7.
+    The critic only shapes the advantages during training: everything that acts (``predict``,
+    evaluation, export) goes through the actor, so a deployed policy never needs the hidden
+    state. With ``enable_critic_lstm=True`` the critic has its own memory too (history and
+    state: unbiased, Baisero & Amato 2022); with ``False`` it is feed-forward, cheaper, and
+    the rollouts carry one recurrent state instead of two.
     """
-    keep = (1.0 - episode_starts).view(-1, 1)
-    hidden, cell = states[0] * keep, states[1] * keep
-    x = features
-    new_hidden, new_cell = [], []
-    for layer in range(rnn.num_layers):
-        weights = [getattr(rnn, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh")]
-        biases = [getattr(rnn, f"{name}_l{layer}") for name in ("bias_ih", "bias_hh")]
-        if isinstance(rnn, nn.LSTM):
-            x, c = th.lstm_cell(x, (hidden[layer], cell[layer]), *weights, *biases)
-        else:
-            x = th.gru_cell(x, hidden[layer], *weights, *biases)
-            c = th.zeros_like(x)
-        new_hidden.append(x)
-        new_cell.append(c)
-    return x, (th.stack(new_hidden), th.stack(new_cell))
+
+    def __init__(
+        self,
+        observation_space: spaces.Dict,
+        action_space: spaces.Space,
+        lr_schedule: Schedule,
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.update(
+            features_extractor_class=SelectKeys,
+            features_extractor_kwargs={"keys": (OBSERVATION_KEY,)},
+            share_features_extractor=False,
+        )
+        super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
+
+    def _critic_features_extractor(self) -> BaseFeaturesExtractor:
+        return SelectKeys(self.observation_space, (OBSERVATION_KEY, PRIVILEGED_KEY))
 
 
 class FastRecurrentCnnPolicy(FastRecurrentPolicy):

@@ -21,9 +21,9 @@ from gymnasium.error import DependencyNotInstalled
 
 from agents.errors import UserError
 from agents.evaluation import record_video
-from agents.memory import Trace
-from agents.plots import plot_learning_curve, plot_memory, plot_units, png_bytes
-from agents.probes import NOISE_STD, Probe, describe
+from agents.insight.plots import plot_learning_curve, plot_memory, plot_units, png_bytes
+from agents.insight.probes import NOISE_STD, Probe, describe
+from agents.insight.traces import Trace
 from agents.runs import CONFIG_FILE, METRICS_FILE, Run
 
 REPORT_FILE = "report.html"

@@ -3,13 +3,13 @@
 A thin subclass of ``sb3_contrib.RecurrentPPO``: rollout collection, the PPO loss, logging,
 save/load and ``predict`` are sb3-contrib's. Two pieces change (issue 5):
 
-- the policy (agents/policies.py) makes one recurrent call per minibatch instead of a Python
-  loop over time steps, and offers ``recurrent_cell="gru"``;
-- the rollout buffer (agents/recurrent_buffer.py) serves minibatches of many short sequences,
+- the policy (agents/recurrent/policies.py) makes one recurrent call per minibatch instead of
+  a Python loop over time steps, and offers ``recurrent_cell="gru"``;
+- the rollout buffer (agents/recurrent/buffers.py) serves minibatches of many short sequences,
   cut every ``bptt_length`` steps and at episode starts, each starting from the state stored
   during the rollout.
 
->>> from agents.recurrent_ppo import RecurrentPPO
+>>> from agents.recurrent.ppo import RecurrentPPO
 >>> model = RecurrentPPO("MlpLstmPolicy", "CartPole-v1", n_steps=32, batch_size=64,
 ...                      bptt_length=16, policy_kwargs=dict(recurrent_cell="gru"))
 >>> model = model.learn(64)
@@ -23,12 +23,17 @@ import sb3_contrib
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
 
-from agents.policies import (
+from agents.recurrent.buffers import (
+    SequenceDictRolloutBuffer,
+    SequenceRolloutBuffer,
+    check_bptt_length,
+)
+from agents.recurrent.policies import (
     FastRecurrentCnnPolicy,
     FastRecurrentMultiInputPolicy,
     FastRecurrentPolicy,
+    PrivilegedCriticPolicy,
 )
-from agents.recurrent_buffer import SequenceDictRolloutBuffer, SequenceRolloutBuffer
 
 # Chosen from docs/throughput.md and docs/parity.md. With oneDNN's LSTM kernel the cost of a
 # minibatch hardly depends on how its steps are cut (8 to 64 within ~7 % on HalfCheetah-P),
@@ -49,7 +54,11 @@ class RecurrentPPO(sb3_contrib.RecurrentPPO):
         cut at episode starts, env boundaries and every ``bptt_length`` steps; a cut that is
         not an episode start starts from the state stored during the rollout. None cuts only
         at episode starts and env boundaries (gradients through whole episode pieces of up to
-        ``n_steps``). ``batch_size`` counts steps; minibatches are sets of whole sequences.
+        ``n_steps``). ``batch_size`` counts steps; minibatches are sets of whole sequences
+        of at least ``batch_size`` steps.
+    :param recompute_states: before every epoch but the first, replay the rollout through the
+        current recurrent layers to refresh the stored states that truncated sequences start
+        from (they go stale as the weights change). Costs one no-grad pass over the rollout.
 
     The policy aliases ("MlpLstmPolicy", "CnnLstmPolicy", "MultiInputLstmPolicy") map to the
     fast policies, which accept ``policy_kwargs`` ``recurrent_cell="lstm"|"gru"`` besides
@@ -61,23 +70,20 @@ class RecurrentPPO(sb3_contrib.RecurrentPPO):
         "MlpLstmPolicy": FastRecurrentPolicy,
         "CnnLstmPolicy": FastRecurrentCnnPolicy,
         "MultiInputLstmPolicy": FastRecurrentMultiInputPolicy,
+        "PrivilegedCriticLstmPolicy": PrivilegedCriticPolicy,
     }
 
     def __init__(
         self,
         *args: Any,
         bptt_length: int | None = DEFAULT_BPTT_LENGTH,
+        recompute_states: bool = False,
         **kwargs: Any,
     ) -> None:
-        if bptt_length is not None and (
-            isinstance(bptt_length, bool) or not isinstance(bptt_length, int) or bptt_length < 1
-        ):
-            raise ValueError(
-                f"bptt_length must be a positive integer or None (no truncation), "
-                f"got {bptt_length!r}"
-            )
+        check_bptt_length(bptt_length)  # before the parent builds envs and networks
         # Set before the parent's constructor, which calls _setup_model().
         self.bptt_length = bptt_length
+        self.recompute_states = recompute_states
         super().__init__(*args, **kwargs)
 
     def _setup_model(self) -> None:
@@ -100,3 +106,5 @@ class RecurrentPPO(sb3_contrib.RecurrentPPO):
             n_envs=self.n_envs,
             bptt_length=self.bptt_length,
         )
+        if self.recompute_states:
+            self.rollout_buffer.refresh_states_with = self.policy

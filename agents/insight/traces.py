@@ -23,11 +23,12 @@ import gymnasium as gym
 import numpy as np
 import torch as th
 from stable_baselines3.common.policies import BaseModel
-from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+from stable_baselines3.common.vec_env import unwrap_vec_normalize
 from torch import nn
 
 from agents.algos import build_model
 from agents.errors import UserError
+from agents.recurrent.policies import OBSERVATION_KEY
 from agents.rollout import steps
 from agents.runs import Run
 
@@ -202,13 +203,13 @@ def record_trace(
     columns: dict[str, list[np.ndarray]] = {}
     states = {name: None for name in networks}  # (h, c) before the step, per network
     env = run.make_env(n_envs=1, seed=seed, wrapper_class=ObservationLog)
-    normalized = _find_normalizer(env) is not None
+    normalized = unwrap_vec_normalize(env) is not None
     policy.set_training_mode(False)
     episode = t = 0
     try:
         for step in steps(run.model, env, deterministic):
             row = {
-                "obs": np.asarray(step.observation[0], dtype=np.float32),
+                "obs": np.asarray(actor_view(step.observation)[0], dtype=np.float32),
                 "action": np.asarray(step.action[0]),
                 "reward": np.asarray(step.reward[0], dtype=np.float32),
                 "done": np.asarray(step.done[0], dtype=bool),
@@ -285,22 +286,21 @@ class ObservationLog(gym.Wrapper):
 
     def reset(self, **kwargs):
         observation, info = self.env.reset(**kwargs)
-        self.seen.append((np.array(observation), _numbers(info.get("latent", {}))))
+        self.seen.append((np.array(actor_view(observation)), _numbers(info.get("latent", {}))))
         return observation, info
 
     def step(self, action):
         observation, reward, terminated, truncated, info = self.env.step(action)
         if not (terminated or truncated):
-            self.seen.append((np.array(observation), _numbers(info.get("latent", {}))))
+            latent = _numbers(info.get("latent", {}))
+            self.seen.append((np.array(actor_view(observation)), latent))
         return observation, reward, terminated, truncated, info
 
 
-def _find_normalizer(env: VecEnv) -> VecNormalize | None:
-    while env is not None:
-        if isinstance(env, VecNormalize):
-            return env
-        env = getattr(env, "venv", None)
-    return None
+def actor_view(observation: Any) -> Any:
+    """What the actor reads: the whole observation, or its ``observation`` key when a
+    privileged critic's state rides along (agents/inputs.py)."""
+    return observation[OBSERVATION_KEY] if isinstance(observation, dict) else observation
 
 
 def _trace_network(

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from agents.errors import UserError
-from agents.memory import Trace, record_trace, recurrent_networks, untrained_copy
+from agents.insight.traces import Trace, record_trace, recurrent_networks, untrained_copy
 from agents.runs import Run
 
 NOISE_STD = 0.1  # in units of activation; h lies in [-1, 1]
@@ -102,7 +102,7 @@ def probe_trace(
     """One :class:`Probe` per latent variable of ``trace`` that varies.
 
     ``control`` is a trace of an untrained network of the same config (see
-    ``agents.memory.untrained_copy``); each probe is refitted on it and its score kept as
+    ``agents.insight.traces.untrained_copy``); each probe is refitted on it and its score kept as
     ``control_score``, the part of the score that owes nothing to training. ``categorical``
     overrides, per latent name, whether it is a category (accuracy) or a number (R^2); by
     default integers with at most ``MAX_CLASSES`` values are categories.

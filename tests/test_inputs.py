@@ -1,0 +1,125 @@
+"""What the networks read besides the observation: previous action and reward, and the
+privileged critic's hidden state (agents/inputs.py, agents/recurrent/policies.py)."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+
+import agents
+from agents.algos import build_model
+from agents.config import make_config
+from agents.environments import make_vec
+from agents.errors import UserError
+from agents.inputs import PreviousAction, PrivilegedObservation, privileged_state
+from agents.insight.traces import record_trace
+from envs.wrappers import MaskObservation, SensorDropout
+
+TINY = dict(n_envs=2, n_steps=32, batch_size=32, n_epochs=1, eval_freq=0, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("env_id", "action", "encoded"),
+    [
+        ("TMaze-v0", 2, [0.0, 0.0, 1.0, 0.0]),  # Discrete(4): one-hot
+        ("Timer-v0", np.array([0.25], np.float32), [0.25]),  # Box: the action itself
+    ],
+)
+def test_previous_action_and_reward_follow_each_step_and_reset_to_zero(env_id, action, encoded):
+    env = PreviousAction(gym.make(env_id), action=True, reward=True)
+    observation, _ = env.reset(seed=0)
+    size = env.unwrapped.observation_space.shape[0]
+    assert env.observation_space.shape == (size + len(encoded) + 1,)
+    assert observation[size:].tolist() == [0.0] * (len(encoded) + 1)
+    observation, reward, *_ = env.step(action)
+    np.testing.assert_allclose(observation[size:], [*encoded, reward])
+    assert env.observation_space.contains(observation)
+    observation, _ = env.reset()
+    assert not observation[size:].any()
+
+
+def test_hiding_wrappers_pass_the_full_reading_on_as_privileged():
+    env = SensorDropout(MaskObservation(gym.make("Hopper-v5"), keep=["positions"]), start_prob=1)
+    observation, info = env.reset(seed=0)
+    full = info["privileged"]
+    assert full.shape == (11,)  # the whole Hopper reading, not the masked one
+    assert not observation[:5].any()  # dropped out at once (start_prob 1)
+    _, _, _, _, info = env.step(env.action_space.sample())
+    np.testing.assert_array_equal(info["privileged"], env.unwrapped._get_obs())
+
+
+def test_privileged_state_comes_from_info_privileged_then_latent():
+    assert privileged_state({"privileged": [1, 2]}).tolist() == [1.0, 2.0]
+    assert privileged_state({"latent": {"owed": 3, "writing": 1}}).tolist() == [3.0, 1.0]
+    assert privileged_state({"is_success": True}) is None
+
+
+def test_env_without_privileged_state_is_a_user_error_in_training_and_zeros_in_evaluation(
+    tmp_path,
+):
+    with pytest.raises(ValueError, match="offers no privileged state"):
+        PrivilegedObservation(gym.make("CartPole-v1"))
+    env = PrivilegedObservation(gym.make("CartPole-v1"), required=False, size=3)
+    observation, _ = env.reset(seed=0)
+    assert observation["privileged"].tolist() == [0.0, 0.0, 0.0]
+    with pytest.raises(UserError, match="offers no privileged state"):
+        agents.train(
+            env="CartPole-v1", privileged_critic=True, n_timesteps=64, runs_root=tmp_path, **TINY
+        )
+    assert not any(tmp_path.iterdir()), "no half-made run folder"
+
+
+@pytest.mark.parametrize("critic_lstm", [False, True])
+def test_actor_ignores_the_privileged_state_and_the_critic_reads_it(critic_lstm):
+    config = make_config(
+        env="Counting-v0", privileged_critic=True, enable_critic_lstm=critic_lstm, **TINY
+    )
+    env = make_vec(config, 2, seed=0)
+    model = build_model(config, env)
+    policy = model.policy
+    assert (policy.lstm_critic is None) == (not critic_lstm)
+    observation = env.reset()
+    other = {**observation, "privileged": observation["privileged"] + 5.0}
+    starts = np.ones(2, dtype=bool)
+    for deterministic in (True, False):
+        th.manual_seed(0)
+        actions, _ = model.predict(observation, episode_start=starts, deterministic=deterministic)
+        th.manual_seed(0)
+        again, _ = model.predict(other, episode_start=starts, deterministic=deterministic)
+        np.testing.assert_array_equal(actions, again)
+    states = (th.zeros(1, 2, config.lstm_hidden_size),) * 2
+    tensors = [policy.obs_to_tensor(obs)[0] for obs in (observation, other)]
+    values = [policy.predict_values(t, states, th.ones(2)) for t in tensors]
+    assert not th.allclose(values[0], values[1])
+    env.close()
+
+
+def test_privileged_run_evaluates_and_traces_with_the_actor_alone(tmp_path):
+    run_dir = agents.train(
+        env="TMaze-v0",
+        privileged_critic=True,
+        enable_critic_lstm=False,
+        previous_action=True,
+        n_timesteps=128,
+        final_eval_episodes=2,
+        run_dir=tmp_path / "run",
+        **TINY,
+    )
+    run = agents.load(run_dir)
+    assert run.model.observation_space["observation"].shape == (3 + 4,)  # + previous action
+    metrics = agents.evaluate(run, n_episodes=2)
+    assert metrics["episodes"] == 2
+    trace = record_trace(run, n_episodes=1)
+    assert trace["obs"].shape[1] == 7  # what the actor saw, without the privileged state
+    assert [layer for layer in trace.layers] == ["actor/layer0"]  # no critic memory to trace
+
+
+def test_privileged_critic_is_refused_without_a_critic_of_its_own():
+    with pytest.raises(UserError, match="privileged_critic"):
+        make_config(env="TMaze-v0", algo="ppo", privileged_critic=True)
+    with pytest.raises(UserError, match="privileged_critic"):
+        make_config(
+            env="TMaze-v0", privileged_critic=True, shared_lstm=True, enable_critic_lstm=False
+        )
