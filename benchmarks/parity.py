@@ -33,7 +33,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
 import envs  # noqa: F401  (registers the ids)
-from agents.recurrent_ppo import DEFAULT_BPTT_LENGTH, RecurrentPPO
+from agents.recurrent.ppo import DEFAULT_BPTT_LENGTH, RecurrentPPO
 
 
 @dataclass(frozen=True)
