@@ -192,9 +192,14 @@ def make_config(
     env: str | None = None,
     config_file: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
+    env_preset: bool = True,
     **explicit: Any,
 ) -> TrainConfig:
-    """Resolve a config by the precedence rule above; explicit values that are None are unset."""
+    """Resolve a config by the precedence rule above; explicit values that are None are unset.
+
+    ``env_preset=False`` starts from the ``default`` block alone, as an env without a block of
+    its own does (how the defaults are judged on tasks they were not tuned for).
+    """
     layers = [read_config_file(config_file) if config_file else {}, overrides or {}]
     explicit = {key: value for key, value in explicit.items() if value is not None}
     if env is not None:
@@ -206,7 +211,8 @@ def make_config(
         (layer["env"] for layer in (explicit, *reversed(layers)) if "env" in layer), TrainConfig.env
     )
     values: dict[str, Any] = {"env": env_id}
-    for layer in (preset_for(env_id), *layers, explicit):
+    preset = preset_for(env_id) if env_preset else load_presets().get("default", {})
+    for layer in (preset, *layers, explicit):
         values.update(layer)
     return TrainConfig(**{key: coerce(key, value) for key, value in values.items()}).validate()
 

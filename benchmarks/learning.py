@@ -65,6 +65,7 @@ class RunSpec:
     overrides: dict[str, Any]
     transfer: list[str]
     run_dir: Path
+    env_preset: bool = True  # False: the default block alone (benchmarks/sweep.py)
 
 
 @dataclass
@@ -177,23 +178,24 @@ def train_and_mark(spec: RunSpec) -> dict[str, Any]:
     import torch
 
     import agents
+    from agents.config import make_config
     from agents.runs import load
 
     torch.set_num_threads(1)
     if spec.run_dir.exists():  # an interrupted run: start it again from scratch
         shutil.rmtree(spec.run_dir)
     budget = {} if spec.n_timesteps is None else {"n_timesteps": int(spec.n_timesteps)}
-    start = time.perf_counter()
-    run_dir = agents.train(
+    config = make_config(
         env=spec.env,
+        overrides={**spec.overrides, **budget},
+        env_preset=spec.env_preset,
         algo=spec.algo,
         seed=spec.seed,
-        run_dir=spec.run_dir,
         progress=False,
         torch_threads=1,
-        **budget,
-        **spec.overrides,
     )
+    start = time.perf_counter()
+    run_dir = agents.train(config, run_dir=spec.run_dir)
     wall = time.perf_counter() - start
     transfer = {}
     for env in spec.transfer:

@@ -1,0 +1,184 @@
+"""Sweeps: which settings make recurrent PPO learn memory, across many tasks at once.
+
+A sweep file (benchmarks/sweeps/*.yaml) names tasks, seeds and *variants*, each a set of
+config overrides. Every task x variant x seed is one normal run folder under
+``runs/sweeps/<name>/``, trained from the ``default`` block of agents/presets.yaml (not the
+task's own preset) plus the sweep's ``base`` and the variant: the defaults are judged as a
+user's own env would meet them. Runs are resumable and shared by parallel commands exactly as
+in benchmarks/learning.py, whose machinery this reuses.
+
+    python -m benchmarks.sweep benchmarks/sweeps/defaults.yaml --workers 2
+    python -m benchmarks.sweep benchmarks/sweeps/defaults.yaml --only-variants B C --seeds 0
+    python -m benchmarks.sweep benchmarks/sweeps/defaults.yaml --aggregate-only
+
+Writes ``docs/sweeps/<name>.json`` (every run) and ``docs/sweeps/<name>.md``: per variant and
+task the final success rate (mean over seeds, and the worst seed), how many tasks every seed
+solved (success >= 0.95) and the mean over tasks.
+
+A sweep file: ``name``, ``seeds``, ``algo`` (default recurrent_ppo), ``base`` (overrides for
+every run), ``envs`` (id -> ``{n_timesteps: N}`` and other overrides), ``variants`` (name ->
+overrides), optional ``notes``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from benchmarks.learning import DOCS, REPO, TARGET_SUCCESS, RunSpec, execute, read_run, shown
+
+
+def load_sweep(path: Path) -> dict[str, Any]:
+    sweep = yaml.safe_load(path.read_text())
+    sweep.setdefault("algo", "recurrent_ppo")
+    sweep.setdefault("base", {})
+    sweep.setdefault("notes", "")
+    sweep["path"] = path
+    sweep["runs_root"] = REPO / "runs" / "sweeps" / sweep["name"]
+    return sweep
+
+
+def run_dir(sweep: dict[str, Any], env: str, variant: str, seed: int) -> Path:
+    safe_env = re.sub(r"[^A-Za-z0-9_.-]+", "-", env)
+    return sweep["runs_root"] / f"{safe_env}__{variant}__{seed}"
+
+
+def plan(
+    sweep: dict[str, Any], variants: list[str] | None = None, seeds: list[int] | None = None
+) -> list[RunSpec]:
+    """Seed-major, then variant: a sweep cut short has every variant on its first seeds."""
+    specs = []
+    for seed in seeds or sweep["seeds"]:
+        for variant, overrides in sweep["variants"].items():
+            if variants and variant not in variants:
+                continue
+            for env, block in sweep["envs"].items():
+                block = dict(block or {})
+                budget = block.pop("n_timesteps", None)
+                specs.append(
+                    RunSpec(
+                        env=env,
+                        algo=sweep["algo"],
+                        seed=seed,
+                        n_timesteps=budget,
+                        overrides={**sweep["base"], **block, **(overrides or {})},
+                        transfer=[],
+                        run_dir=run_dir(sweep, env, variant, seed),
+                        env_preset=False,
+                    )
+                )
+    return specs
+
+
+def collect(sweep: dict[str, Any]) -> dict[str, Any]:
+    rows = []
+    for variant, overrides in sweep["variants"].items():
+        cells = {}
+        for env in sweep["envs"]:
+            runs = [read_run(run_dir(sweep, env, variant, seed)) for seed in sweep["seeds"]]
+            runs = [run for run in runs if run is not None]
+            if runs:
+                cells[env] = runs
+        rows.append({"variant": variant, "overrides": overrides or {}, "envs": cells})
+    return {
+        "sweep": sweep["name"],
+        "sweep_file": str(shown(sweep["path"])),
+        "algo": sweep["algo"],
+        "base": sweep["base"],
+        "budgets": {env: (block or {}).get("n_timesteps") for env, block in sweep["envs"].items()},
+        "notes": str(sweep["notes"]).strip(),
+        "aggregated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "rows": rows,
+    }
+
+
+def score(run: dict[str, Any]) -> float:
+    """Success rate where the task reports one, else the mean return."""
+    return run["success_rate"] if run["success_rate"] is not None else run["mean_return"]
+
+
+def render(result: dict[str, Any]) -> str:
+    envs = list(result["budgets"])
+    short = [env.split(":")[-1].removesuffix("-v0").removesuffix("-v1") for env in envs]
+    lines = [
+        f"# Sweep `{result['sweep']}`",
+        "",
+        f"Written by `python -m benchmarks.sweep {result['sweep_file']}` "
+        f"(aggregated {result['aggregated']}); do not edit by hand. Every run starts from the "
+        "`default` block of agents/presets.yaml, not the task's own preset, plus "
+        f"`{json.dumps(result['base'])}` and the variant's overrides; algo {result['algo']}.",
+        "",
+    ]
+    if result["notes"]:
+        lines += [result["notes"], ""]
+    lines += [
+        "Final evaluation (100 fresh episodes, deterministic): success rate, mean over seeds "
+        "and, in brackets, the worst seed (mean return where a task reports no success). "
+        f"*solved*: tasks where every seed reached {TARGET_SUCCESS}; *mean*: over the tasks "
+        "run (success rates only).",
+        "",
+        "| variant | overrides | " + " | ".join(short) + " | solved | mean |",
+        "|---|---|" + "---|" * len(envs) + "---|---|",
+    ]
+    for row in result["rows"]:
+        cells, solved, means = [], 0, []
+        for env in envs:
+            runs = row["envs"].get(env)
+            if not runs:
+                cells.append("-")
+                continue
+            values = [score(run) for run in runs]
+            digits = 2 if runs[0]["success_rate"] is not None else 1
+            cells.append(f"{np.mean(values):.{digits}f} ({min(values):.{digits}f}) ×{len(runs)}")
+            if runs[0]["success_rate"] is not None:
+                means.append(float(np.mean(values)))
+                solved += min(values) >= TARGET_SUCCESS
+        overrides = ", ".join(f"{k}={v}" for k, v in row["overrides"].items()) or "(default)"
+        mean = f"{np.mean(means):.2f}" if means else "-"
+        lines.append(
+            f"| {row['variant']} | {overrides} | " + " | ".join(cells) + f" | {solved} | {mean} |"
+        )
+    budgets = ", ".join(
+        f"{name} {result['budgets'][env]:,}" for name, env in zip(short, envs, strict=True)
+    )
+    lines += ["", f"Budgets (env steps): {budgets}.", ""]
+    return "\n".join(lines)
+
+
+def aggregate(sweep: dict[str, Any], docs: Path = DOCS) -> None:
+    result = collect(sweep)
+    folder = docs / "sweeps"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{sweep['name']}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (folder / f"{sweep['name']}.md").write_text(render(result))
+    print(f"wrote {folder / sweep['name']}.md and .json")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "sweep", type=Path, help="a sweep file, e.g. benchmarks/sweeps/defaults.yaml"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="parallel training processes")
+    parser.add_argument("--only-variants", nargs="+", metavar="NAME")
+    parser.add_argument("--seeds", nargs="+", type=int)
+    parser.add_argument("--aggregate-only", action="store_true")
+    parser.add_argument("--docs", type=Path, default=DOCS)
+    args = parser.parse_args(argv)
+    sweep = load_sweep(args.sweep)
+    if not args.aggregate_only:
+        execute(plan(sweep, args.only_variants, args.seeds), args.workers)
+    aggregate(sweep, args.docs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
