@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback, EvalCallback
@@ -95,7 +96,13 @@ def train(
 
 def _check_runnable(config: TrainConfig) -> None:
     """Fail on a bad env, env argument, input wrapper or device before a run folder exists."""
-    with_agent_inputs(make_single_env(config.env, config.env_kwargs), config).close()
+    env = with_agent_inputs(make_single_env(config.env, config.env_kwargs), config)
+    env.close()
+    if config.use_sde and not isinstance(env.action_space, gym.spaces.Box):
+        raise UserError(
+            f"use_sde explores in continuous actions, but {config.env} acts in "
+            f"{env.action_space}; set use_sde=false"
+        )
     if config.device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(
             f"device {config.device!r} asked for, but torch sees no CUDA GPU; "

@@ -36,6 +36,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
 
 import envs  # noqa: F401  (registers the ids)
+from agents.inputs import PrivilegedObservation
 from agents.recurrent.ppo import DEFAULT_BPTT_LENGTH, RecurrentPPO
 
 
@@ -65,9 +66,21 @@ def parse_bptt(text: str) -> int | None:
     return None if text.lower() == "none" else int(text)
 
 
+# Ours with a feed-forward critic: without privileged input (the critic reads the observation),
+# and with it (the critic reads the observation and the env's hidden state, Dict observations).
+FEED_FORWARD_CRITIC = ("ours-ff-critic", "ours-privileged")
+
+
 def build(impl: str, config: Config, hidden: int, bptt_length: int | None, seed: int):
-    """A model for implementation ``impl``: sb3-contrib, ours, ours-gru or ppo-mlp."""
-    env = make_vec_env(config.env_id, n_envs=config.n_envs, seed=seed)
+    """A model for implementation ``impl``: sb3-contrib, ours, ours-gru, ours-ff-critic,
+    ours-privileged or ppo-mlp."""
+    privileged = impl == "ours-privileged"
+    env = make_vec_env(
+        config.env_id,
+        n_envs=config.n_envs,
+        seed=seed,
+        wrapper_class=PrivilegedObservation if privileged else None,
+    )
     common: dict[str, Any] = dict(
         n_steps=config.n_steps,
         batch_size=config.batch_size,
@@ -84,13 +97,21 @@ def build(impl: str, config: Config, hidden: int, bptt_length: int | None, seed:
         return RecurrentPPO(
             "MlpLstmPolicy", env, policy_kwargs=kwargs, bptt_length=bptt_length, **common
         )
+    if impl in FEED_FORWARD_CRITIC:
+        return RecurrentPPO(
+            "PrivilegedCriticLstmPolicy" if privileged else "MlpLstmPolicy",
+            env,
+            policy_kwargs=dict(recurrent, enable_critic_lstm=False),
+            bptt_length=bptt_length,
+            **common,
+        )
     if impl == "ppo-mlp":
         return PPO("MlpPolicy", env, policy_kwargs=dict(net_arch=[64, 64]), **common)
     raise ValueError(f"unknown implementation {impl!r}")
 
 
 def label(impl: str, bptt_length: int | None) -> str:
-    if impl in ("ours", "ours-gru"):
+    if impl.startswith("ours"):
         return f"{impl} bptt={bptt_length}"
     return impl
 
@@ -164,6 +185,7 @@ def run_config(config: Config, args: argparse.Namespace) -> dict[str, Any]:
     implementations = [("sb3-contrib", None)]
     implementations += [("ours", bptt) for bptt in args.bptt]
     implementations += [("ours-gru", bptt) for bptt in args.gru_bptt]
+    implementations += [(impl, DEFAULT_BPTT_LENGTH) for impl in FEED_FORWARD_CRITIC]
     implementations = list(dict.fromkeys([*implementations, ("ppo-mlp", None)]))
     models = {
         label(impl, bptt): TimedModel(build(impl, config, args.hidden, bptt, args.seed), config)
@@ -216,8 +238,11 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         "",
         f"Env steps/s over rollout + train, median of {report['repetitions']} interleaved "
         f"repetitions, torch threads 1; ratios are medians of per-repetition ratios. All "
-        f"recurrent rows use an LSTM of {report['hidden']} units (GRU for ours-gru) with a "
-        "separate critic LSTM, before [64, 64] heads; PPO-MLP has the same heads without it.",
+        f"recurrent rows use an LSTM of {report['hidden']} units (GRU for ours-gru) before "
+        "[64, 64] heads, with a separate critic LSTM except ours-ff-critic (a feed-forward "
+        "critic on the observation) and ours-privileged (a feed-forward critic on the "
+        "observation and the env's hidden state, agents/inputs.py); PPO-MLP has the same heads "
+        "without any LSTM.",
         "",
     ]
     for result in report["configs"]:
@@ -271,6 +296,12 @@ def summary(report: dict[str, Any]) -> list[str]:
                 f"- {result['config']['env_id']}: ours (default bptt_length "
                 f"{DEFAULT_BPTT_LENGTH}) trains at {row['vs_sb3_contrib']:.1f}x stock "
                 f"sb3-contrib and {row['vs_ppo_mlp']:.2f}x PPO-MLP."
+            )
+        privileged = rows.get(label("ours-privileged", DEFAULT_BPTT_LENGTH))
+        if privileged:
+            lines.append(
+                f"- {result['config']['env_id']}: with a feed-forward privileged critic, "
+                f"{privileged['vs_ppo_mlp']:.2f}x PPO-MLP."
             )
     for name, row in report.get("threads", {}).get("rows", {}).items():
         if not name.endswith("threads=1"):

@@ -97,3 +97,11 @@ def test_every_preset_key_is_a_config_field_and_valid():
         config = make_config(env=None if env == "default" else env)
         assert isinstance(config, TrainConfig), env
         assert set(block) <= set(config.to_dict()), env
+
+
+def test_state_dependent_exploration_needs_continuous_actions(tmp_path):
+    import agents
+
+    with pytest.raises(UserError, match="use_sde explores in continuous actions"):
+        agents.train(env="TMaze-v0", use_sde=True, n_timesteps=64, runs_root=tmp_path)
+    assert not any(tmp_path.iterdir()), "no half-made run folder"
