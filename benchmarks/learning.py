@@ -507,7 +507,26 @@ def render(results: dict[str, Any]) -> str:
     ]
     for name in sorted(results):
         lines += render_suite(results[name])
+    lines += render_sweeps()
     return "\n".join(lines).rstrip() + "\n"
+
+
+def render_sweeps(docs: Path = DOCS) -> list[str]:
+    """The sweeps of docs/sweeps (benchmarks/sweep.py): which setting helps on which task."""
+    from benchmarks.sweep import table
+
+    lines = []
+    for path in sorted((docs / "sweeps").glob("*.json")):
+        result = json.loads(path.read_text())
+        lines += [
+            f"## Sweep `{result['sweep']}`: what helps on which task",
+            "",
+            f"Command: `python -m benchmarks.sweep {result['sweep_file']}` (aggregated "
+            f"{result['aggregated']}); also in [sweeps/{path.stem}.md](sweeps/{path.stem}.md).",
+            "",
+            *table(result),
+        ]
+    return lines
 
 
 def plot(result: dict[str, Any], path: Path) -> None:

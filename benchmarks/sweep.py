@@ -106,15 +106,24 @@ def score(run: dict[str, Any]) -> float:
 
 
 def render(result: dict[str, Any]) -> str:
-    envs = list(result["budgets"])
-    short = [env.split(":")[-1].removesuffix("-v0").removesuffix("-v1") for env in envs]
     lines = [
         f"# Sweep `{result['sweep']}`",
         "",
         f"Written by `python -m benchmarks.sweep {result['sweep_file']}` "
-        f"(aggregated {result['aggregated']}); do not edit by hand. Every run starts from the "
-        "`default` block of agents/presets.yaml, not the task's own preset, plus "
-        f"`{json.dumps(result['base'])}` and the variant's overrides; algo {result['algo']}.",
+        f"(aggregated {result['aggregated']}); do not edit by hand.",
+        "",
+    ]
+    return "\n".join(lines + table(result))
+
+
+def table(result: dict[str, Any]) -> list[str]:
+    """The sweep's table with what it measured and how; also shown in docs/results.md."""
+    envs = list(result["budgets"])
+    short = [env.split(":")[-1].removesuffix("-v0").removesuffix("-v1") for env in envs]
+    lines = [
+        "Every run starts from the `default` block of agents/presets.yaml, not the task's own "
+        f"preset, plus `{json.dumps(result['base'])}` and the variant's overrides; algo "
+        f"{result['algo']}.",
         "",
     ]
     if result["notes"]:
@@ -141,7 +150,7 @@ def render(result: dict[str, Any]) -> str:
             if runs[0]["success_rate"] is not None:
                 means.append(float(np.mean(values)))
                 solved += min(values) >= TARGET_SUCCESS
-        overrides = ", ".join(f"{k}={v}" for k, v in row["overrides"].items()) or "(default)"
+        overrides = ", ".join(f"{k}={v}" for k, v in row["overrides"].items()) or "(base)"
         mean = f"{np.mean(means):.2f}" if means else "-"
         lines.append(
             f"| {row['variant']} | {overrides} | " + " | ".join(cells) + f" | {solved} | {mean} |"
@@ -149,8 +158,7 @@ def render(result: dict[str, Any]) -> str:
     budgets = ", ".join(
         f"{name} {result['budgets'][env]:,}" for name, env in zip(short, envs, strict=True)
     )
-    lines += ["", f"Budgets (env steps): {budgets}.", ""]
-    return "\n".join(lines)
+    return [*lines, "", f"Budgets (env steps): {budgets}.", ""]
 
 
 def aggregate(sweep: dict[str, Any], docs: Path = DOCS) -> None:
