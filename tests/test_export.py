@@ -5,6 +5,7 @@ the sidecar JSON says. And the errors a user can make are one line."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from agents.environments import read_normalization
 from agents.exporting import sidecar_path
 from agents.rollout import steps
 from agents.runs import Run, load
+from tests.conftest import REPO, run_script
 
 FORMATS = (".onnx", ".pt")
 # torch 2.13 deprecates TorchScript (docs/export.md says so); the .pt files still load
@@ -260,3 +262,13 @@ def test_evaluate_export_writes_the_file_and_skips_the_episodes(small_run, tmp_p
     assert json.loads(stats.read_text())["episodes"] == 2
     assert evaluate_main([str(small_run), "--export", str(tmp_path / "p.txt")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_docs_example_runs_an_exported_policy(small_run, tmp_path):
+    """docs/export.md's standalone loop, as a user copies it, on a policy exported here."""
+    code = re.search(r"```python\n(.*?)```", (REPO / "docs/export.md").read_text(), re.S)[1]
+    (tmp_path / "run_policy.py").write_text(code)
+    agents.export(small_run, tmp_path / "policy.onnx")
+    shown = run_script(str(tmp_path / "run_policy.py"), "policy.onnx", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert re.findall(r"episode (\d): return [\d.]+", shown.stdout) == ["0", "1", "2"]
