@@ -21,7 +21,7 @@ from agents.environments import read_normalization
 from agents.exporting import sidecar_path
 from agents.rollout import steps
 from agents.runs import Run, load
-from tests.conftest import REPO, run_script
+from tests.conftest import REPO, TINY_TRAIN, run_script
 
 FORMATS = (".onnx", ".pt")
 # torch 2.13 deprecates TorchScript (docs/export.md says so); the .pt files still load
@@ -57,17 +57,7 @@ STATE_NAMES = {
 def _tiny_run(run_dir: Path, env: str, **config) -> Path:
     """A few hundred steps: enough to move the weights and normalisation statistics."""
     return agents.train(
-        env=env,
-        run_dir=run_dir,
-        n_timesteps=256,
-        n_envs=2,
-        n_steps=64,
-        batch_size=64,
-        n_epochs=1,
-        eval_freq=0,
-        final_eval_episodes=1,
-        progress=False,
-        **config,
+        env=env, run_dir=run_dir, **{**TINY_TRAIN, "final_eval_episodes": 1, **config}
     )
 
 
