@@ -104,11 +104,15 @@ class FrameStackActor(Actor):
         return self.head(th.flatten(frames_out, start_dim=1)), frames_out
 
 
-class LstmActor(Actor):
+class RecurrentActor(Actor):
+    """One step of the recurrent layer between the features and the head."""
+
     def __init__(self, normalize: nn.Module, head: DeterministicAction, rnn: nn.Module) -> None:
         super().__init__(normalize, head)
         self.rnn = rnn
 
+
+class LstmActor(RecurrentActor):
     def forward(
         self, obs: th.Tensor, h: th.Tensor, c: th.Tensor
     ) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
@@ -116,14 +120,14 @@ class LstmActor(Actor):
         return self.head(output), h_out, c_out
 
 
-class GruActor(LstmActor):
-    def forward(self, obs: th.Tensor, h: th.Tensor) -> tuple[th.Tensor, th.Tensor]:  # type: ignore[override]
+class GruActor(RecurrentActor):
+    def forward(self, obs: th.Tensor, h: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         output, (h_out, _) = step_cells(self.features(obs), (h, h), self.rnn)  # GRU reads no c
         return self.head(output), h_out
 
 
 @dataclass
-class Tensor:
+class TensorSpec:
     """One input or output of the exported actor; ``batch`` stands for the free batch size."""
 
     name: str
@@ -136,8 +140,8 @@ class DeployableActor:
     """The module to export, its inputs and outputs, and what the caller must know."""
 
     module: Actor
-    inputs: list[Tensor]
-    outputs: list[Tensor]
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
     observation_space: spaces.Box  # what ``obs`` takes, before normalisation
     normalization: dict[str, Any] | None
     recurrent: dict[str, Any] | None = None
@@ -146,12 +150,11 @@ class DeployableActor:
 
     def example_inputs(self, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """Random inputs of the right shapes and dtypes, for tracing and checking the file."""
-        return {
-            tensor.name: rng.normal(size=[batch if d == BATCH else d for d in tensor.shape]).astype(
-                tensor.dtype
-            )
-            for tensor in self.inputs
-        }
+        inputs = {}
+        for tensor in self.inputs:
+            shape = [batch if size == BATCH else size for size in tensor.shape]
+            inputs[tensor.name] = rng.normal(size=shape).astype(tensor.dtype)
+        return inputs
 
 
 def deployable_actor(
@@ -172,7 +175,7 @@ def deployable_actor(
         )
     normalize, normalization = _normalization(vecnormalize, observation_space.shape)
     head = DeterministicAction(policy, model.action_space)
-    obs = Tensor("obs", [BATCH, *observation_space.shape])
+    obs = TensorSpec("obs", [BATCH, *observation_space.shape])
     action = _action_tensor(model.action_space)
     actor = DeployableActor(
         FeedForwardActor(normalize, head), [obs], [action], observation_space, normalization
@@ -204,8 +207,8 @@ def _add_recurrent_state(actor: DeployableActor, rnn: nn.Module) -> None:
 
 
 def _add_state(actor: DeployableActor, name: str, shape: list[int | str]) -> None:
-    actor.inputs.append(Tensor(name, shape))
-    actor.outputs.append(Tensor(f"{name}_out", shape))
+    actor.inputs.append(TensorSpec(name, shape))
+    actor.outputs.append(TensorSpec(f"{name}_out", shape))
     actor.state_pairs.append((name, f"{name}_out"))
 
 
@@ -244,10 +247,10 @@ def _check_action_space(policy: nn.Module, action_space: spaces.Space) -> None:
         )
 
 
-def _action_tensor(action_space: spaces.Space) -> Tensor:
+def _action_tensor(action_space: spaces.Space) -> TensorSpec:
     if isinstance(action_space, spaces.Discrete):
-        return Tensor("action", [BATCH], "int64")
-    return Tensor("action", [BATCH, *action_space.shape])
+        return TensorSpec("action", [BATCH], "int64")
+    return TensorSpec("action", [BATCH, *action_space.shape])
 
 
 def _normalization(

@@ -75,14 +75,17 @@ def export(run: Run | str | Path, path: str | Path) -> Path:
     vecnormalize = read_normalization(run.vecnormalize_path) if run.config.normalize else None
     frame_stack = run.config.frame_stack if run.config.algo == "ppo_framestack" else None
     actor = deployable_actor(run.model, vecnormalize, frame_stack)
-    path.parent.mkdir(parents=True, exist_ok=True)
     write = _write_onnx if file_format == "onnx" else _write_torchscript
-    with _written_atomically(path) as temporary:
-        run_file = write(actor, temporary)
-        _check_file(actor, run_file)
-    with _written_atomically(sidecar_path(path)) as temporary:
-        description = describe(actor, run, path.name, file_format)
-        temporary.write_text(json.dumps(description, indent=2) + "\n")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _written_atomically(path) as temporary:
+            run_file = write(actor, temporary)
+            _check_file(actor, run_file)
+        with _written_atomically(sidecar_path(path)) as temporary:
+            description = describe(actor, run, path.name, file_format)
+            temporary.write_text(json.dumps(description, indent=2) + "\n")
+    except OSError as error:  # a folder in the way, no permission, a full disk
+        raise UserError(f"cannot write {path} ({error.strerror}); choose another path") from None
     return path
 
 

@@ -227,6 +227,8 @@ def test_user_errors_are_one_line(small_run, tmp_path):
     unfinished.mkdir()
     (unfinished / "config.yaml").write_text((small_run / "config.yaml").read_text())
     assert "no model.zip" in _user_error(lambda: agents.export(unfinished, tmp_path / "p.pt"))
+    (tmp_path / "taken.pt").mkdir()  # a folder where the file should go
+    assert "cannot write" in _user_error(lambda: agents.export(small_run, tmp_path / "taken.pt"))
 
 
 @pytest.mark.parametrize("package", ["onnx", "onnxruntime"])
