@@ -1,14 +1,25 @@
-"""Recurrent PPO agents: train, load and evaluate them.
+"""Recurrent PPO agents: train, load, evaluate and export them.
 
 >>> import agents
 >>> run_dir = agents.train(env="MemoryStates-v0", n_timesteps=50_000)   # doctest: +SKIP
 >>> agents.evaluate(run_dir, n_episodes=100)["success_rate"]           # doctest: +SKIP
+>>> agents.export(run_dir, "policy.onnx")   # the actor, for a robot     # doctest: +SKIP
 """
 
 from agents.config import TrainConfig, make_config
 from agents.errors import UserError
 from agents.evaluation import evaluate
+from agents.exporting import export
 from agents.runs import Run, load
 from agents.training import train
 
-__all__ = ["Run", "TrainConfig", "UserError", "evaluate", "load", "make_config", "train"]
+__all__ = [
+    "Run",
+    "TrainConfig",
+    "UserError",
+    "evaluate",
+    "export",
+    "load",
+    "make_config",
+    "train",
+]

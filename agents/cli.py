@@ -159,7 +159,7 @@ def _evaluate_parser() -> argparse.ArgumentParser:
         "traces, probes of what the memory holds and an HTML report.",
     )
     parser.add_argument("path", metavar="RUN_DIR|MODEL.zip", help="run folder or model file")
-    parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("--episodes", type=int, help="episodes to evaluate (default: 100)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
         "--deterministic", action="store_true", default=True, help="greedy actions (default)"
@@ -182,6 +182,13 @@ def _evaluate_parser() -> argparse.ArgumentParser:
     parser.add_argument("--video", metavar="PATH", help="record a video (.mp4 or .gif)")
     parser.add_argument("--video-episodes", type=int, default=1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--export",
+        metavar="PATH.onnx|PATH.pt",
+        help="write the actor as an ONNX or TorchScript file with its state as inputs and "
+        "outputs, and PATH.json beside it (docs/export.md); skips the evaluation unless "
+        "--episodes or an output of it (--json, --video, --trace, --probe, --report) is given",
+    )
     memory = parser.add_argument_group("look inside the memory (docs/memory.md)")
     memory.add_argument(
         "--trace",
@@ -210,17 +217,26 @@ def _evaluate_parser() -> argparse.ArgumentParser:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from agents.evaluation import evaluate
+    from agents.exporting import check_export_target, export, sidecar_path
     from agents.insight.traces import check_trace_options, record_trace, recurrent_networks
     from agents.runs import load
 
     env_kwargs = parse_assignments(args.env_kwargs, "--env-kwargs") if args.env_kwargs else None
     check_trace_options(args.trace, args.trace_episodes)
+    if args.export:
+        check_export_target(args.export)
     run = load(args.path, env=args.env, env_kwargs=env_kwargs, device=args.device)
     if args.probe and not recurrent_networks(run.model.policy):
         raise UserError(f"--probe reads a recurrent state; this model ({run.config.algo}) has none")
+    if args.export:
+        written = export(run, args.export)
+        print(f"Exported: {written} (how to run it: {sidecar_path(written)})")
+        evaluation_outputs = (args.json, args.video, args.trace, args.probe, args.report)
+        if args.episodes is None and not any(evaluation_outputs):
+            return 0
     metrics = evaluate(
         run,
-        n_episodes=args.episodes,
+        n_episodes=100 if args.episodes is None else args.episodes,
         deterministic=args.deterministic,
         seed=args.seed,
         n_envs=args.n_envs,

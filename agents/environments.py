@@ -182,10 +182,24 @@ def load_normalization(
 ) -> VecNormalize:
     """Frozen normalisation statistics from ``path`` around ``vec`` (VecNormalize.load, with
     one-line errors for a missing or corrupt file and for an env of other spaces)."""
+    normalized = read_normalization(path)
+    if normalized.observation_space != vec.observation_space:
+        vec.close()
+        trained = expected_spaces or (normalized.observation_space, vec.action_space)
+        raise spaces_mismatch(env_id, trained, vec)
+    normalized.set_venv(vec)
+    normalized.training = False
+    normalized.norm_reward = False
+    return normalized
+
+
+def read_normalization(path: Path | None) -> VecNormalize:
+    """The saved normalisation statistics (without an env); one-line errors for a missing or
+    corrupt file."""
     if path is None or not path.is_file():
         raise UserError(
             f"the run normalises observations but {path} is missing; "
-            "evaluate the whole run folder, or copy vecnormalize.pkl beside the model"
+            "use the whole run folder, or copy vecnormalize.pkl beside the model"
         )
     try:
         with open(path, "rb") as file:
@@ -196,13 +210,6 @@ def load_normalization(
         raise UserError(
             f"cannot read {path} ({type(error).__name__}); the file is corrupt"
         ) from None
-    if normalized.observation_space != vec.observation_space:
-        vec.close()
-        trained = expected_spaces or (normalized.observation_space, vec.action_space)
-        raise spaces_mismatch(env_id, trained, vec)
-    normalized.set_venv(vec)
-    normalized.training = False
-    normalized.norm_reward = False
     return normalized
 
 

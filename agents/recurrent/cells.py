@@ -70,7 +70,15 @@ def step_with_cells(
     the cell function; same arithmetic, outputs equal to ~1e-7.
     """
     keep = (1.0 - episode_starts).view(-1, 1)
-    hidden, cell = states[0] * keep, states[1] * keep
+    return step_cells(features, (states[0] * keep, states[1] * keep), rnn)
+
+
+def step_cells(
+    features: th.Tensor, states: tuple[th.Tensor, th.Tensor], rnn: nn.Module
+) -> tuple[th.Tensor, tuple[th.Tensor, th.Tensor]]:
+    """``step_with_cells`` without the reset: the state is the caller's to zero. Exported
+    policies (agents/export.py) run this same arithmetic, so they act as ``predict`` does."""
+    hidden, cell = states
     x = features
     new_hidden, new_cell = [], []
     for layer in range(rnn.num_layers):
