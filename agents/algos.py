@@ -59,6 +59,7 @@ def build_model(config: TrainConfig, env: VecEnv) -> BaseAlgorithm:
         clip_range=schedules.for_sb3(config.clip_range),
         ent_coef=schedules.start(config.ent_coef),  # annealed by schedules.EntropySchedule
         target_kl=config.target_kl,
+        normalize_advantage=config.normalize_advantage,
         use_sde=config.use_sde,
         sde_sample_freq=config.sde_sample_freq,
         vf_coef=config.vf_coef,

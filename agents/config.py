@@ -65,6 +65,7 @@ class TrainConfig:
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
     target_kl: float | None = None  # stop an update's epochs early past 1.5 x this KL
+    normalize_advantage: bool = True  # per minibatch; off, a solved task's noise stays small
     log_std_init: float = 0.0  # Gaussian policies: initial log standard deviation
     use_sde: bool = False  # Box actions: state-dependent exploration (gSDE) instead of noise
     sde_sample_freq: int = -1  # with use_sde: new exploration matrix every N steps (-1: rollout)

@@ -105,3 +105,24 @@ def test_state_dependent_exploration_needs_continuous_actions(tmp_path):
     with pytest.raises(UserError, match="use_sde explores in continuous actions"):
         agents.train(env="TMaze-v0", use_sde=True, n_timesteps=64, runs_root=tmp_path)
     assert not any(tmp_path.iterdir()), "no half-made run folder"
+
+
+@pytest.mark.parametrize(
+    ("env", "key", "value", "read"),
+    [
+        ("TMaze-v0", "normalize_advantage", False, lambda m: m.normalize_advantage),
+        ("TMaze-v0", "target_kl", 0.02, lambda m: m.target_kl),
+        ("TMaze-v0", "recompute_states", True, lambda m: m.recompute_states),
+        ("TMaze-v0", "bptt_length", None, lambda m: m.bptt_length),
+        ("Pendulum-P-v1", "use_sde", True, lambda m: m.use_sde),
+        ("Pendulum-P-v1", "log_std_init", -1.5, lambda m: float(m.policy.log_std.mean())),
+    ],
+)
+def test_config_keys_reach_the_model(env, key, value, read):
+    from agents.algos import build_model
+    from agents.environments import make_vec
+
+    config = make_config(env=env, overrides={key: value, "use_sde": key == "use_sde"})
+    vec = make_vec(config, 1, seed=0)
+    assert read(build_model(config, vec)) == value
+    vec.close()
