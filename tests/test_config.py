@@ -115,7 +115,7 @@ def test_state_dependent_exploration_needs_continuous_actions(tmp_path):
         ("TMaze-v0", "recompute_states", True, lambda m: m.recompute_states),
         ("TMaze-v0", "bptt_length", None, lambda m: m.bptt_length),
         ("Pendulum-P-v1", "use_sde", True, lambda m: m.use_sde),
-        ("Pendulum-P-v1", "log_std_init", -1.5, lambda m: float(m.policy.log_std.mean())),
+        ("Pendulum-P-v1", "log_std_init", -1.5, lambda m: float(m.policy.log_std.detach().mean())),
     ],
 )
 def test_config_keys_reach_the_model(env, key, value, read):
