@@ -1,0 +1,487 @@
+"""Hyperparameter search with Optuna, as rl-baselines3-zoo's ``--optimize``, from one laptop
+to a cluster.
+
+A study samples hyperparameters from a search space (agents/search_spaces.py) with TPE or at
+random. Each trial trains one normal run folder per env with :func:`agents.training.train`,
+inside the study folder ``runs/<env>__<algo>__optimize__<time>/``. A trial's value is its final
+evaluation's success rate where the env reports success, else its mean return; with several
+envs (the multi-task objective), the mean over them. Every periodic evaluation is reported to
+the trial, so that the pruner can stop a poor one early; a trial that diverges (NaN) is pruned,
+never fatal to the study.
+
+The study lives in an Optuna storage: a SQLite file in the study folder by default, or any
+database URL, so that many workers (processes, machines) share one study by the same
+``--storage`` and ``--study-name``. Workers send heartbeats; the next worker to start a trial
+marks the trial of a worker that died (killed, machine lost) as failed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
+from tqdm.auto import tqdm
+
+from agents import search_spaces
+from agents.config import TrainConfig, from_dict
+from agents.environments import make_single_env, with_agent_inputs
+from agents.errors import UserError
+from agents.runs import METRICS_FILE, RUNS_ROOT, safe_name
+from agents.training import TrainingInterrupted, train
+from agents.tuning_report import write_results
+
+if TYPE_CHECKING:
+    import optuna
+
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("median", "halving", "none")
+STUDY_DB = "study.db"
+STORAGE_ATTEMPTS = 4  # workers that create one new database at once race for its tables
+PROBE_STEPS = 10_000  # random steps to see whether an env reports success
+# how a run is carried out, not what it learns with: fixed by the user but not in best.yaml
+RUN_KEYS = (
+    "env", "env_kwargs", "n_timesteps", "seed", "device", "progress", "vec_env", "torch_threads",
+    "eval_freq", "eval_episodes", "final_eval_episodes", "checkpoint_freq",
+)  # fmt: skip
+
+
+@dataclass
+class StudyOptions:
+    """How to search; the names are the flags of ``train.py --optimize`` (the zoo's)."""
+
+    n_trials: int = 100  # trials this worker runs
+    max_total_trials: int | None = None  # trials of the whole study, over all workers
+    n_jobs: int = 1  # trials at once in this process (threads)
+    storage: str | None = None  # Optuna storage URL; None: SQLite in the study folder
+    study_name: str | None = None  # None: <env>__<algo>, so workers of one task meet
+    sampler: str = "tpe"
+    pruner: str = "median"
+    n_startup_trials: int = 10  # random trials before TPE and the pruner start judging
+    n_evaluations: int = 5  # periodic evaluations per run, each reported to the pruner
+    search_space: str | Path | None = None  # YAML file; None: agents/search_spaces.yaml
+    heartbeat_interval: int = 60  # seconds; a trial silent for twice this is failed
+    seed: int | None = None  # sampler seed (None: each worker samples differently)
+    plots: bool = True
+    progress: bool = True
+
+    def validate(self) -> StudyOptions:
+        if self.sampler not in SAMPLERS:
+            raise UserError(f"unknown sampler {self.sampler!r}; choose one of: tpe, random")
+        if self.pruner not in PRUNERS:
+            raise UserError(f"unknown pruner {self.pruner!r}; choose one of: {', '.join(PRUNERS)}")
+        for name in ("n_trials", "n_jobs", "n_evaluations", "heartbeat_interval"):
+            if getattr(self, name) < 1:
+                flag = "--" + name.replace("_", "-")
+                raise UserError(f"{flag} must be >= 1, got {getattr(self, name)}")
+        if self.max_total_trials is not None and self.max_total_trials < 1:
+            raise UserError(f"--max-total-trials must be >= 1, got {self.max_total_trials}")
+        if self.n_startup_trials < 0:
+            raise UserError(f"--n-startup-trials must be >= 0, got {self.n_startup_trials}")
+        return self
+
+
+@dataclass
+class StudyResult:
+    study_name: str
+    storage: str  # the URL without its password
+    folder: Path
+    best_value: float | None
+    best_trial: int | None
+    states: dict[str, int]  # trials of the whole study by state
+    files: list[Path] = field(default_factory=list)
+
+
+class StudyInterrupted(TrainingInterrupted):
+    """Ctrl-C during a study; the results so far were written into the study folder."""
+
+    def __init__(self, folder: Path) -> None:
+        Exception.__init__(self, f"study interrupted; the results so far are in {folder}")
+        self.run_dir = folder
+
+
+def import_optuna() -> Any:
+    try:
+        import optuna
+    except ImportError:
+        raise UserError(
+            'hyperparameter search needs Optuna: pip install -e ".[optimize]"'
+        ) from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our progress bar says what matters
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    return optuna
+
+
+def optimize(
+    configs: list[TrainConfig],
+    options: StudyOptions | None = None,
+    *,
+    study_dir: str | Path | None = None,
+    fixed_keys: Iterable[str] = (),
+    command: str | None = None,
+) -> StudyResult:
+    """Run (or join) a study over ``configs``, one base config per env, all of one algo.
+
+    The sampled values replace the configs' own, except ``fixed_keys`` (what the user set),
+    which are not searched. Writes best.yaml, trials.csv, trials.md and plots into the
+    study folder, from every trial of the study, also those of other workers.
+    """
+    optuna = import_optuna()
+    options = (options or StudyOptions()).validate()
+    if len({config.algo for config in configs}) != 1:
+        raise UserError("all envs of a study are tuned with one algo")
+    fixed = set(fixed_keys)
+    space = search_spaces.without(
+        search_spaces.load_space(configs[0].algo, options.search_space), fixed
+    )
+    space = fit_space_to_envs(space, configs)
+    label = "+".join(safe_name(config.env) for config in configs)
+    folder = _study_folder(label, configs[0].algo, options.storage, study_dir)
+    new_folder = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    storage = options.storage or f"sqlite:///{(folder / STUDY_DB).resolve()}"
+    study_name = options.study_name or f"{label}__{configs[0].algo}"
+    try:
+        study = _open_study(optuna, storage, study_name, options)
+        _claim(study, configs)
+    except UserError:
+        if new_folder and not any(folder.iterdir()):
+            folder.rmdir()  # a bad storage or study leaves nothing behind
+        raise
+    optuna.storages.fail_stale_trials(study)
+
+    objective = Objective(
+        configs=configs,
+        space=space,
+        folder=folder,
+        n_evaluations=options.n_evaluations,
+        fixed={key: configs[0].to_dict()[key] for key in sorted(fixed) if key not in RUN_KEYS},
+        command=command,
+    )
+    n_trials = _trials_left(optuna, study, options)
+    progress = TrialProgress(n_trials, enabled=options.progress)
+    callbacks: list[Any] = [progress]
+    if options.max_total_trials is not None:
+        callbacks.append(
+            optuna.study.MaxTrialsCallback(options.max_total_trials, _counted_states(optuna))
+        )
+    interrupted = False
+    try:
+        if n_trials > 0:
+            study.optimize(
+                objective,
+                n_trials=n_trials,
+                n_jobs=options.n_jobs,
+                callbacks=callbacks,
+                gc_after_trial=True,
+            )
+    except (KeyboardInterrupt, TrainingInterrupted):
+        interrupted = True
+    finally:
+        progress.close()
+    optuna.storages.fail_stale_trials(study)
+    files = write_results(study, folder, plots=options.plots)
+    if interrupted:
+        raise StudyInterrupted(folder)
+    return _result(optuna, study, storage, folder, files)
+
+
+def _trials_left(optuna: Any, study: optuna.Study, options: StudyOptions) -> int:
+    """This worker's trials, fewer where the study's --max-total-trials is nearly reached.
+
+    Running trials of other workers count (as in rl-baselines3-zoo), so that N workers do not
+    overshoot the total by N; two workers that check at the same moment may still each start
+    one more.
+    """
+    if options.max_total_trials is None:
+        return options.n_trials
+    counted = len(study.get_trials(deepcopy=False, states=_counted_states(optuna)))
+    return max(0, min(options.n_trials, options.max_total_trials - counted))
+
+
+def _counted_states(optuna: Any) -> tuple[Any, ...]:
+    """The trials that count towards --max-total-trials."""
+    state = optuna.trial.TrialState
+    return (state.COMPLETE, state.PRUNED, state.RUNNING)
+
+
+@dataclass
+class Objective:
+    """One trial: sample, train a run folder per env, return the mean score."""
+
+    configs: list[TrainConfig]
+    space: search_spaces.Space
+    folder: Path
+    n_evaluations: int
+    fixed: dict[str, Any]
+    command: str | None = None
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        import optuna
+
+        tuned = search_spaces.sample(trial, self.space)
+        trial.set_user_attr("fixed", {"algo": self.configs[0].algo, **self.fixed})
+        scores: dict[str, float] = {}
+        for index, base in enumerate(self.configs):
+            try:
+                config = trial_config(base, tuned, self.n_evaluations)
+            except UserError as error:  # a combination the config refuses
+                raise prune(trial, f"invalid combination: {error}") from None
+            trial.set_user_attr("tuned", {key: config.to_dict()[key] for key in tuned})
+            run_dir = self.folder / f"trial_{trial.number}__{safe_name(config.env)}"
+            trial.set_user_attr("runs", [*trial.user_attrs.get("runs", []), run_dir.name])
+            pruning = TrialPruning(trial, index * self.n_evaluations, self.n_evaluations)
+            try:
+                train(config, run_dir=run_dir, command=self.command, after_eval=pruning)
+            except (ValueError, AssertionError, FloatingPointError) as error:
+                # random hyperparameters can make the weights NaN; torch refuses them so
+                reason = str(error).strip().splitlines()[0][:200]
+                raise prune(trial, f"diverged: {type(error).__name__}: {reason}") from None
+            except optuna.TrialPruned:
+                raise
+            metrics = json.loads((run_dir / METRICS_FILE).read_text())
+            scores[config.env] = score(metrics)
+            trial.set_user_attr("scores", scores)
+            if not math.isfinite(scores[config.env]):
+                raise prune(trial, "diverged: the final evaluation is not finite")
+        return float(np.mean(list(scores.values())))
+
+
+def trial_config(base: TrainConfig, tuned: dict[str, Any], n_evaluations: int) -> TrainConfig:
+    """The base config with the sampled values; UserError for a combination it refuses."""
+    values = {**base.to_dict(), **tuned, "progress": False}
+    values["eval_freq"] = max(base.n_timesteps // n_evaluations, 1)
+    # the zoo caps batch_size the same way; a larger one is no different from one rollout
+    values["batch_size"] = min(values["batch_size"], values["n_steps"] * values["n_envs"])
+    return from_dict(values).validate()
+
+
+def score(metrics: dict[str, Any]) -> float:
+    """The success rate where the env reports success, else the mean return."""
+    success = metrics.get("success_rate")
+    return float(success if success is not None else metrics["mean_return"])
+
+
+def prune(trial: optuna.Trial, reason: str) -> Exception:
+    """optuna.TrialPruned, with the reason kept in the trial (the trials table shows it)."""
+    import optuna
+
+    trial.set_user_attr("note", reason)
+    return optuna.TrialPruned(reason)
+
+
+class TrialPruning(BaseCallback):
+    """Reports every periodic evaluation to an Optuna trial and prunes a poor or diverged one.
+
+    rl-baselines3-zoo's ``TrialEvalCallback``, as the callback that SB3's ``EvalCallback``
+    calls after each evaluation (``training.train(after_eval=...)``). It raises
+    ``optuna.TrialPruned``, which ends training without a final evaluation. Reports are
+    steps ``first_step + 1`` to ``first_step + max_reports``, so that a multi-task trial
+    reports each env at steps of its own and the pruner compares like with like.
+    """
+
+    def __init__(
+        self, trial: optuna.Trial, first_step: int = 0, max_reports: int | None = None
+    ) -> None:
+        super().__init__()
+        self.trial = trial
+        self.first_step = first_step
+        self.max_reports = max_reports
+        self.reports = 0
+
+    def _on_step(self) -> bool:
+        value = last_evaluation(self.parent)
+        if not math.isfinite(value):
+            raise prune(self.trial, f"diverged: evaluation {value} at {self.num_timesteps} steps")
+        if self.max_reports is not None and self.reports >= self.max_reports:
+            return True  # past the budget, while SB3 finishes its last rollout
+        self.reports += 1
+        self.trial.report(value, self.first_step + self.reports)
+        if self.trial.should_prune():
+            reason = f"pruned at {self.num_timesteps} steps (evaluation {value:.3g})"
+            raise prune(self.trial, reason)
+        return True
+
+
+def last_evaluation(evaluation: EvalCallback) -> float:
+    """The success rate of the last evaluation where every episode reported one, else its
+    mean return: the same measure as the trial's value."""
+    successes, results = evaluation.evaluations_successes, evaluation.evaluations_results
+    if successes and len(successes) == len(results):
+        return float(np.mean(successes[-1]))
+    return float(evaluation.last_mean_reward)
+
+
+class TrialProgress:
+    """A progress bar over this worker's trials, and one line per finished trial."""
+
+    def __init__(self, total: int, enabled: bool = True) -> None:
+        self.bar = tqdm(total=total, unit="trial", disable=not enabled, dynamic_ncols=True)
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        value = f" {trial.value:.4g}" if trial.value is not None else ""
+        note = trial.user_attrs.get("note", "")
+        note = f": {note}" if note else ""
+        self.bar.write(f"trial {trial.number} {trial.state.name.lower()}{value}{note}")
+        try:
+            self.bar.set_postfix(best=f"{study.best_value:.4g}", trial=study.best_trial.number)
+        except ValueError:  # no trial complete yet
+            pass
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def fit_space_to_envs(
+    space: search_spaces.Space, configs: list[TrainConfig]
+) -> search_spaces.Space:
+    """Drop the privileged critic where an env offers no privileged state; refuse a
+    multi-task study over an env that reports no success (a mean of success rates and
+    returns means nothing)."""
+    if space.get("privileged_critic") and not all(_offers_privileged(c) for c in configs):
+        space = {key: spec for key, spec in space.items() if key != "privileged_critic"}
+    if len(configs) > 1:
+        for config in configs:
+            if _reports_success(config) is False:
+                raise UserError(
+                    f"the multi-task objective is the mean success rate, but env {config.env} "
+                    "reports no info['is_success']; tune it on its own"
+                )
+    return space
+
+
+def _offers_privileged(config: TrainConfig) -> bool:
+    probe = from_dict({**config.to_dict(), "privileged_critic": True})
+    try:
+        with_agent_inputs(make_single_env(config.env, config.env_kwargs), probe).close()
+    except UserError:
+        return False
+    return True
+
+
+def _reports_success(config: TrainConfig) -> bool | None:
+    """Whether the first episode of random actions ends with ``info["is_success"]``; None
+    when no episode ended within PROBE_STEPS."""
+    env = make_single_env(config.env, config.env_kwargs)
+    try:
+        env.reset(seed=config.seed)
+        env.action_space.seed(config.seed)
+        for _ in range(PROBE_STEPS):
+            _, _, terminated, truncated, info = env.step(env.action_space.sample())
+            if terminated or truncated:
+                return "is_success" in info
+        return None
+    finally:
+        env.close()
+
+
+def _study_folder(label: str, algo: str, storage: str | None, study_dir: str | Path | None) -> Path:
+    """The given folder; else the folder of a SQLite file the user named (so that workers
+    on one machine join by --storage alone); else a new runs/<env>__<algo>__optimize__<time>."""
+    if study_dir is not None:
+        return Path(study_dir)
+    match = re.fullmatch(r"sqlite:///(.+)", storage or "")
+    if match and match[1] != ":memory:":
+        return Path(match[1]).parent
+    return RUNS_ROOT / f"{label}__{algo}__optimize__{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _open_study(optuna: Any, url: str, name: str, options: StudyOptions) -> optuna.Study:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+
+    # SQLite: wait for another worker's write instead of failing at once
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    sampler = (
+        optuna.samplers.TPESampler(
+            n_startup_trials=options.n_startup_trials, seed=options.seed, multivariate=True
+        )
+        if options.sampler == "tpe"
+        else optuna.samplers.RandomSampler(seed=options.seed)
+    )
+    for attempt in range(STORAGE_ATTEMPTS):
+        try:
+            storage = optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine,
+                heartbeat_interval=options.heartbeat_interval,
+                grace_period=2 * options.heartbeat_interval,
+            )
+            return optuna.create_study(
+                storage=storage,
+                study_name=name,
+                sampler=sampler,
+                pruner=_pruner(optuna, options),
+                direction="maximize",
+                load_if_exists=True,
+            )
+        except DBAPIError as error:  # workers racing to create the tables, or no server
+            failure: Exception = error
+            time.sleep(0.5 * (attempt + 1))
+        except (SQLAlchemyError, ImportError, ValueError) as error:
+            failure = error
+            break
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        shown = url.split("@")[-1]
+    reason = str(failure).strip().splitlines()[0] if str(failure).strip() else type(failure)
+    raise UserError(
+        f"cannot open the Optuna storage {shown} ({reason}); check the URL, that the database "
+        "server is reachable and that its driver is installed"
+    )
+
+
+def _pruner(optuna: Any, options: StudyOptions) -> Any:
+    if options.pruner == "median":  # the zoo's: no pruning in the first third of a run
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=options.n_startup_trials, n_warmup_steps=options.n_evaluations // 3
+        )
+    if options.pruner == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=1, reduction_factor=4, min_early_stopping_rate=0
+        )
+    return optuna.pruners.NopPruner()
+
+
+def _claim(study: optuna.Study, configs: list[TrainConfig]) -> None:
+    """Refuse to join a study that tunes other envs or another algo."""
+    task = {"envs": [config.env for config in configs], "algo": configs[0].algo}
+    if "task" not in study.user_attrs:
+        study.set_user_attr("task", task)
+    elif study.user_attrs["task"] != task:
+        raise UserError(
+            f"study {study.study_name!r} tunes {study.user_attrs['task']}, not {task}; "
+            "pass another --study-name"
+        )
+
+
+def _result(
+    optuna: Any, study: optuna.Study, storage: str, folder: Path, files: list[Path]
+) -> StudyResult:
+    from sqlalchemy.engine import make_url
+
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    best = max(complete, key=lambda t: t.value) if complete else None
+    states: dict[str, int] = {}
+    for trial in trials:
+        states[trial.state.name.lower()] = states.get(trial.state.name.lower(), 0) + 1
+    return StudyResult(
+        study_name=study.study_name,
+        storage=make_url(storage).render_as_string(hide_password=True),
+        folder=folder,
+        best_value=best.value if best else None,
+        best_trial=best.number if best else None,
+        states=states,
+        files=files,
+    )
