@@ -125,6 +125,7 @@ def _cell(value: Any) -> str:
 def _plots(study: optuna.Study, folder: Path) -> list[Path]:
     """Optuna's optimization history and parameter importances (PED-ANOVA: no scikit-learn
     needed, unlike the fANOVA default); an importance plot needs two complete trials."""
+    import matplotlib
     import matplotlib.pyplot as plt
     from optuna.importance import PedAnovaImportanceEvaluator
     from optuna.visualization import matplotlib as optuna_plots
@@ -137,16 +138,16 @@ def _plots(study: optuna.Study, folder: Path) -> list[Path]:
         ),
     }
     for name, draw in drawings.items():
-        with warnings.catch_warnings():
+        # Optuna sets pyplot's style; the context gives the process its own back afterwards
+        with warnings.catch_warnings(), matplotlib.rc_context():
             warnings.simplefilter("ignore")  # experimental-API and few-trials warnings
             try:
                 axes = draw()
             except (ValueError, RuntimeError, ZeroDivisionError):
                 continue  # too few trials to plot this yet
-        figure = axes.figure
-        temporary = folder / f".{name}.{_writer_id()}.png"
-        save_png(figure, temporary)
-        plt.close(figure)
+            temporary = folder / f".{name}.{_writer_id()}.png"
+            save_png(axes.figure, temporary)
+            plt.close(axes.figure)
         os.replace(temporary, folder / name)
         written.append(folder / name)
     return written

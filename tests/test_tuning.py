@@ -160,13 +160,15 @@ def postgres_url():
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_best_yaml_trains_with_config(tmp_path):
-    study = tmp_path / "study"
-    code = train_main(
-        ["--env", "MemoryStates-v0", "--optimize", "--n-trials", "2", "--run-dir", str(study)]
-        + [*TINY_TRIAL, "--no-optim-plots"]
-    )
+def test_best_yaml_trains_with_config(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = train_main(["--optimize", "--n-trials", "2", *TINY_TRIAL, "--no-optim-plots"])
     assert code == 0
+    (study,) = (tmp_path / "runs").glob("MemoryStates-v0__recurrent_ppo__optimize__*")
+    assert sorted(path.name for path in study.glob("trial_*")) == [
+        "trial_0__MemoryStates-v0",
+        "trial_1__MemoryStates-v0",
+    ]
     best = yaml.safe_load((study / "best.yaml").read_text())
     assert best["algo"] == "recurrent_ppo" and "learning_rate" in best and "gamma" in best
     # keys the user fixed are kept, how the runs were carried out is not
@@ -185,11 +187,19 @@ def test_best_yaml_trains_with_config(tmp_path):
 
 def test_max_total_trials_counts_the_trials_of_every_worker(tmp_path):
     study = tmp_path / "study"
-    common = ["--env", "MemoryStates-v0", "--optimize", "--run-dir", str(study), *TINY_TRIAL]
-    assert train_main([*common, "--n-trials", "2", "--no-optim-plots"]) == 0
-    assert train_main([*common, "--n-trials", "5", "--max-total-trials", "3"]) == 0
-    trials = optuna.load_study(study_name=None, storage=f"sqlite:///{study / 'study.db'}").trials
+    common = ["--env", "MemoryStates-v0", "--optimize", *TINY_TRIAL]
+    assert (
+        train_main([*common, "--run-dir", str(study), "--n-trials", "2", "--no-optim-plots"]) == 0
+    )
+    # a second worker joins by the SQLite file alone: its folder is the study folder
+    storage = f"sqlite:///{study / 'study.db'}"
+    assert (
+        train_main([*common, "--storage", storage, "--n-trials", "5", "--max-total-trials", "3"])
+        == 0
+    )
+    trials = optuna.load_study(study_name=None, storage=storage).trials
     assert [trial.number for trial in trials] == [0, 1, 2]
+    assert (study / "trial_2__MemoryStates-v0" / "metrics.json").is_file()
     assert (study / "history.png").stat().st_size > 1000
 
 
