@@ -201,9 +201,12 @@ def _optimize(args: argparse.Namespace, explicit: dict[str, Any]) -> int:
         raise UserError("pass --env ID or --envs ID ID ..., not both")
     overrides = parse_assignments(args.overrides)
     envs = args.envs or [args.env]
-    # several envs: each starts from the `default` block, which this study is to choose
+    # several envs: each starts from the `default` block, which this study is to choose;
+    # optimize() checks the configs with the values the search will sample
     configs = [
-        make_config(env, args.config_file, overrides, env_preset=len(envs) == 1, **explicit)
+        make_config(
+            env, args.config_file, overrides, env_preset=len(envs) == 1, validate=False, **explicit
+        )
         for env in envs
     ]
     from_file = read_config_file(args.config_file) if args.config_file else {}

@@ -138,6 +138,8 @@ def optimize(
     options = (options or StudyOptions()).validate()
     if len({config.algo for config in configs}) != 1:
         raise UserError("all envs of a study are tuned with one algo")
+    for config in configs:  # a bad value of the user's stops the study before it starts
+        trial_config(config, {}, options.n_evaluations)
     fixed = set(fixed_keys)
     space = search_spaces.without(
         search_spaces.load_space(configs[0].algo, options.search_space), fixed
