@@ -17,8 +17,6 @@ marks the trial of a worker that died (killed, machine lost) as failed.
 
 from __future__ import annotations
 
-import json
-import math
 import re
 import time
 import warnings
@@ -27,17 +25,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 from tqdm.auto import tqdm
 
 from agents import search_spaces
 from agents.config import TrainConfig, from_dict
 from agents.environments import make_single_env, with_agent_inputs
 from agents.errors import UserError
-from agents.runs import METRICS_FILE, RUNS_ROOT, safe_name
-from agents.training import TrainingInterrupted, train
+from agents.runs import RUNS_ROOT, safe_name
+from agents.training import TrainingInterrupted
 from agents.tuning_report import write_results
+from agents.tuning_storage import claim, open_study
+from agents.tuning_trials import Objective, trial_config
 
 if TYPE_CHECKING:
     import optuna
@@ -45,7 +43,6 @@ if TYPE_CHECKING:
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "halving", "none")
 STUDY_DB = "study.db"
-STORAGE_ATTEMPTS = 4  # workers that create one new database at once race for its tables
 PROBE_STEPS = 10_000  # random steps to see whether an env reports success
 # how a run is carried out, not what it learns with: fixed by the user but not in best.yaml
 RUN_KEYS = (
@@ -136,30 +133,15 @@ def optimize(
     """
     optuna = import_optuna()
     options = (options or StudyOptions()).validate()
-    if len({config.algo for config in configs}) != 1:
-        raise UserError("all envs of a study are tuned with one algo")
-    for config in configs:  # a bad value of the user's stops the study before it starts
-        trial_config(config, {}, options.n_evaluations)
     fixed = set(fixed_keys)
-    space = search_spaces.without(
-        search_spaces.load_space(configs[0].algo, options.search_space), fixed
-    )
-    space = fit_space_to_envs(space, configs)
+    space = _search_space(configs, options, fixed)
+    algo = configs[0].algo
     label = "+".join(safe_name(config.env) for config in configs)
-    folder = _study_folder(label, configs[0].algo, options.storage, study_dir)
-    new_folder = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
-    storage = options.storage or f"sqlite:///{(folder / STUDY_DB).resolve()}"
-    study_name = options.study_name or f"{label}__{configs[0].algo}"
-    try:
-        study = _open_study(optuna, storage, study_name, options)
-        _claim(study, configs)
-    except UserError:
-        if new_folder and not any(folder.iterdir()):
-            folder.rmdir()  # a bad storage or study leaves nothing behind
-        raise
+    folder = _study_folder(label, algo, options.storage, study_dir)
+    url = options.storage or f"sqlite:///{(folder / STUDY_DB).resolve()}"
+    study = open_study(optuna, folder, url, options.study_name or f"{label}__{algo}", options)
+    claim(study, configs)
     optuna.storages.fail_stale_trials(study)
-
     objective = Objective(
         configs=configs,
         space=space,
@@ -168,6 +150,30 @@ def optimize(
         fixed={key: configs[0].to_dict()[key] for key in sorted(fixed) if key not in RUN_KEYS},
         command=command,
     )
+    interrupted = _run_trials(optuna, study, objective, options)
+    optuna.storages.fail_stale_trials(study)
+    files = write_results(study, folder, plots=options.plots)
+    if interrupted:
+        raise StudyInterrupted(folder)
+    return _result(optuna, study, url, folder, files)
+
+
+def _search_space(
+    configs: list[TrainConfig], options: StudyOptions, fixed: set[str]
+) -> search_spaces.Space:
+    """The algo's space less what the user fixed, fit to the envs; checks the configs."""
+    if len({config.algo for config in configs}) != 1:
+        raise UserError("all envs of a study are tuned with one algo")
+    for config in configs:  # a bad value of the user's stops the study before it starts
+        trial_config(config, {}, options.n_evaluations)
+    space = search_spaces.load_space(configs[0].algo, options.search_space)
+    return fit_space_to_envs(search_spaces.without(space, fixed), configs)
+
+
+def _run_trials(
+    optuna: Any, study: optuna.Study, objective: Objective, options: StudyOptions
+) -> bool:
+    """Run this worker's trials; True when Ctrl-C stopped them."""
     n_trials = _trials_left(optuna, study, options)
     progress = TrialProgress(n_trials, enabled=options.progress)
     callbacks: list[Any] = [progress]
@@ -175,7 +181,6 @@ def optimize(
         callbacks.append(
             optuna.study.MaxTrialsCallback(options.max_total_trials, _counted_states(optuna))
         )
-    interrupted = False
     try:
         if n_trials > 0:
             study.optimize(
@@ -186,14 +191,10 @@ def optimize(
                 gc_after_trial=True,
             )
     except (KeyboardInterrupt, TrainingInterrupted):
-        interrupted = True
+        return True
     finally:
         progress.close()
-    optuna.storages.fail_stale_trials(study)
-    files = write_results(study, folder, plots=options.plots)
-    if interrupted:
-        raise StudyInterrupted(folder)
-    return _result(optuna, study, storage, folder, files)
+    return False
 
 
 def _trials_left(optuna: Any, study: optuna.Study, options: StudyOptions) -> int:
@@ -213,113 +214,6 @@ def _counted_states(optuna: Any) -> tuple[Any, ...]:
     """The trials that count towards --max-total-trials."""
     state = optuna.trial.TrialState
     return (state.COMPLETE, state.PRUNED, state.RUNNING)
-
-
-@dataclass
-class Objective:
-    """One trial: sample, train a run folder per env, return the mean score."""
-
-    configs: list[TrainConfig]
-    space: search_spaces.Space
-    folder: Path
-    n_evaluations: int
-    fixed: dict[str, Any]
-    command: str | None = None
-
-    def __call__(self, trial: optuna.Trial) -> float:
-        import optuna
-
-        tuned = search_spaces.sample(trial, self.space)
-        trial.set_user_attr("fixed", {"algo": self.configs[0].algo, **self.fixed})
-        scores: dict[str, float] = {}
-        for index, base in enumerate(self.configs):
-            try:
-                config = trial_config(base, tuned, self.n_evaluations)
-            except UserError as error:  # a combination the config refuses
-                raise prune(trial, f"invalid combination: {error}") from None
-            trial.set_user_attr("tuned", {key: config.to_dict()[key] for key in tuned})
-            run_dir = self.folder / f"trial_{trial.number}__{safe_name(config.env)}"
-            trial.set_user_attr("runs", [*trial.user_attrs.get("runs", []), run_dir.name])
-            pruning = TrialPruning(trial, index * self.n_evaluations, self.n_evaluations)
-            try:
-                train(config, run_dir=run_dir, command=self.command, after_eval=pruning)
-            except (ValueError, AssertionError, FloatingPointError) as error:
-                # random hyperparameters can make the weights NaN; torch refuses them so
-                reason = str(error).strip().splitlines()[0][:200]
-                raise prune(trial, f"diverged: {type(error).__name__}: {reason}") from None
-            except optuna.TrialPruned:
-                raise
-            metrics = json.loads((run_dir / METRICS_FILE).read_text())
-            scores[config.env] = score(metrics)
-            trial.set_user_attr("scores", scores)
-            if not math.isfinite(scores[config.env]):
-                raise prune(trial, "diverged: the final evaluation is not finite")
-        return float(np.mean(list(scores.values())))
-
-
-def trial_config(base: TrainConfig, tuned: dict[str, Any], n_evaluations: int) -> TrainConfig:
-    """The base config with the sampled values; UserError for a combination it refuses."""
-    values = {**base.to_dict(), **tuned, "progress": False}
-    values["eval_freq"] = max(base.n_timesteps // n_evaluations, 1)
-    # the zoo caps batch_size the same way; a larger one is no different from one rollout
-    values["batch_size"] = min(values["batch_size"], values["n_steps"] * values["n_envs"])
-    return from_dict(values).validate()
-
-
-def score(metrics: dict[str, Any]) -> float:
-    """The success rate where the env reports success, else the mean return."""
-    success = metrics.get("success_rate")
-    return float(success if success is not None else metrics["mean_return"])
-
-
-def prune(trial: optuna.Trial, reason: str) -> Exception:
-    """optuna.TrialPruned, with the reason kept in the trial (the trials table shows it)."""
-    import optuna
-
-    trial.set_user_attr("note", reason)
-    return optuna.TrialPruned(reason)
-
-
-class TrialPruning(BaseCallback):
-    """Reports every periodic evaluation to an Optuna trial and prunes a poor or diverged one.
-
-    rl-baselines3-zoo's ``TrialEvalCallback``, as the callback that SB3's ``EvalCallback``
-    calls after each evaluation (``training.train(after_eval=...)``). It raises
-    ``optuna.TrialPruned``, which ends training without a final evaluation. Reports are
-    steps ``first_step + 1`` to ``first_step + max_reports``, so that a multi-task trial
-    reports each env at steps of its own and the pruner compares like with like.
-    """
-
-    def __init__(
-        self, trial: optuna.Trial, first_step: int = 0, max_reports: int | None = None
-    ) -> None:
-        super().__init__()
-        self.trial = trial
-        self.first_step = first_step
-        self.max_reports = max_reports
-        self.reports = 0
-
-    def _on_step(self) -> bool:
-        value = last_evaluation(self.parent)
-        if not math.isfinite(value):
-            raise prune(self.trial, f"diverged: evaluation {value} at {self.num_timesteps} steps")
-        if self.max_reports is not None and self.reports >= self.max_reports:
-            return True  # past the budget, while SB3 finishes its last rollout
-        self.reports += 1
-        self.trial.report(value, self.first_step + self.reports)
-        if self.trial.should_prune():
-            reason = f"pruned at {self.num_timesteps} steps (evaluation {value:.3g})"
-            raise prune(self.trial, reason)
-        return True
-
-
-def last_evaluation(evaluation: EvalCallback) -> float:
-    """The success rate of the last evaluation where every episode reported one, else its
-    mean return: the same measure as the trial's value."""
-    successes, results = evaluation.evaluations_successes, evaluation.evaluations_results
-    if successes and len(successes) == len(results):
-        return float(np.mean(successes[-1]))
-    return float(evaluation.last_mean_reward)
 
 
 class TrialProgress:
@@ -397,78 +291,8 @@ def _study_folder(label: str, algo: str, storage: str | None, study_dir: str | P
     return RUNS_ROOT / f"{label}__{algo}__optimize__{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _open_study(optuna: Any, url: str, name: str, options: StudyOptions) -> optuna.Study:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
-
-    # SQLite: wait for another worker's write instead of failing at once
-    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    sampler = (
-        optuna.samplers.TPESampler(
-            n_startup_trials=options.n_startup_trials, seed=options.seed, multivariate=True
-        )
-        if options.sampler == "tpe"
-        else optuna.samplers.RandomSampler(seed=options.seed)
-    )
-    for attempt in range(STORAGE_ATTEMPTS):
-        try:
-            storage = optuna.storages.RDBStorage(
-                url,
-                engine_kwargs=engine,
-                heartbeat_interval=options.heartbeat_interval,
-                grace_period=2 * options.heartbeat_interval,
-            )
-            return optuna.create_study(
-                storage=storage,
-                study_name=name,
-                sampler=sampler,
-                pruner=_pruner(optuna, options),
-                direction="maximize",
-                load_if_exists=True,
-            )
-        except DBAPIError as error:  # workers racing to create the tables, or no server
-            failure: Exception = error
-            time.sleep(0.5 * (attempt + 1))
-        except (SQLAlchemyError, ImportError, ValueError) as error:
-            failure = error
-            break
-    try:
-        shown = make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        shown = url.split("@")[-1]
-    reason = str(failure).strip().splitlines()[0] if str(failure).strip() else type(failure)
-    raise UserError(
-        f"cannot open the Optuna storage {shown} ({reason}); check the URL, that the database "
-        "server is reachable and that its driver is installed"
-    )
-
-
-def _pruner(optuna: Any, options: StudyOptions) -> Any:
-    if options.pruner == "median":  # the zoo's: no pruning in the first third of a run
-        return optuna.pruners.MedianPruner(
-            n_startup_trials=options.n_startup_trials, n_warmup_steps=options.n_evaluations // 3
-        )
-    if options.pruner == "halving":
-        return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=1, reduction_factor=4, min_early_stopping_rate=0
-        )
-    return optuna.pruners.NopPruner()
-
-
-def _claim(study: optuna.Study, configs: list[TrainConfig]) -> None:
-    """Refuse to join a study that tunes other envs or another algo."""
-    task = {"envs": [config.env for config in configs], "algo": configs[0].algo}
-    if "task" not in study.user_attrs:
-        study.set_user_attr("task", task)
-    elif study.user_attrs["task"] != task:
-        raise UserError(
-            f"study {study.study_name!r} tunes {study.user_attrs['task']}, not {task}; "
-            "pass another --study-name"
-        )
-
-
 def _result(
-    optuna: Any, study: optuna.Study, storage: str, folder: Path, files: list[Path]
+    optuna: Any, study: optuna.Study, url: str, folder: Path, files: list[Path]
 ) -> StudyResult:
     from sqlalchemy.engine import make_url
 
@@ -480,7 +304,7 @@ def _result(
         states[trial.state.name.lower()] = states.get(trial.state.name.lower(), 0) + 1
     return StudyResult(
         study_name=study.study_name,
-        storage=make_url(storage).render_as_string(hide_password=True),
+        storage=make_url(url).render_as_string(hide_password=True),
         folder=folder,
         best_value=best.value if best else None,
         best_trial=best.number if best else None,

@@ -26,8 +26,9 @@ from agents.cli import train_main  # noqa: E402
 from agents.config import make_config  # noqa: E402
 from agents.errors import UserError  # noqa: E402
 from agents.training import train  # noqa: E402
-from agents.tuning import StudyOptions, TrialPruning, fit_space_to_envs, optimize  # noqa: E402
-from tests.conftest import REPO, TINY_RUN, run_script  # noqa: E402
+from agents.tuning import StudyOptions, fit_space_to_envs, optimize  # noqa: E402
+from agents.tuning_trials import TrialPruning  # noqa: E402
+from tests.conftest import REPO, TINY_RUN  # noqa: E402
 
 STUDY = "shared"
 # a trial as small as a run can be: a few hundred steps, two evaluations for the pruner
@@ -174,10 +175,10 @@ def test_best_yaml_trains_with_config(tmp_path, monkeypatch):
     # keys the user fixed are kept, how the runs were carried out is not
     assert best["n_steps"] == 32 and "n_timesteps" not in best and "seed" not in best
     run_dir = tmp_path / "again"
-    trained = run_script(
-        "train.py", "--config", str(study / "best.yaml"), "--run-dir", str(run_dir), *TINY_RUN
+    assert (
+        train_main(["--config", str(study / "best.yaml"), "--run-dir", str(run_dir), *TINY_RUN])
+        == 0
     )
-    assert trained.returncode == 0, trained.stderr
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     for key in ("learning_rate", "gamma", "ent_coef", "lstm_hidden_size", "recurrent_cell"):
         assert saved[key] == best[key], key
