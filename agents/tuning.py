@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 import time
 import warnings
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -299,15 +300,13 @@ def _result(
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     best = max(complete, key=lambda t: t.value) if complete else None
-    states: dict[str, int] = {}
-    for trial in trials:
-        states[trial.state.name.lower()] = states.get(trial.state.name.lower(), 0) + 1
+    states = Counter(trial.state.name.lower() for trial in trials)
     return StudyResult(
         study_name=study.study_name,
         storage=make_url(url).render_as_string(hide_password=True),
         folder=folder,
         best_value=best.value if best else None,
         best_trial=best.number if best else None,
-        states=states,
+        states=dict(states),
         files=files,
     )

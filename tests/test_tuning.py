@@ -315,3 +315,13 @@ def test_bad_search_space_entry_names_the_key(tmp_path):
     space.write_text("ppo:\n  gamma: {low: 0.99, high: 0.9}\n")
     with pytest.raises(UserError, match="needs numbers low < high"):
         search_spaces.load_space("ppo", space)
+
+
+def test_a_study_of_another_task_is_not_joined(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(storage=storage, study_name=STUDY, direction="maximize")
+    study.set_user_attr("task", {"envs": ["TMaze-v0"], "algo": "recurrent_ppo"})
+    options = StudyOptions(storage=storage, study_name=STUDY, progress=False)
+    with pytest.raises(UserError, match="study 'shared' tunes .*TMaze-v0.*pass another"):
+        optimize([tiny_config()], options, study_dir=tmp_path)
+    assert study.trials == []
