@@ -211,7 +211,9 @@ def _optimize(args: argparse.Namespace, explicit: dict[str, Any]) -> int:
     ]
     from_file = read_config_file(args.config_file) if args.config_file else {}
     fixed = {*from_file, *overrides, *(key for key, value in explicit.items() if value is not None)}
-    flags = {name: getattr(args, name) for name in (*TUNING_FLAGS, "plots", "progress", "seed")}
+    # --seed seeds the trials' training, not the sampler: workers started with one command
+    # line must not all sample the same hyperparameters
+    flags = {name: getattr(args, name) for name in (*TUNING_FLAGS, "plots", "progress")}
     options = StudyOptions(**{name: value for name, value in flags.items() if value is not None})
     command = shlex.join(["python", "train.py", *sys.argv[1:]])
     result = optimize(configs, options, study_dir=args.run_dir, fixed_keys=fixed, command=command)

@@ -67,7 +67,7 @@ class StudyOptions:
     n_evaluations: int = 5  # periodic evaluations per run, each reported to the pruner
     search_space: str | Path | None = None  # YAML file; None: agents/search_spaces.yaml
     heartbeat_interval: int = 60  # seconds; a trial silent for twice this is failed
-    seed: int | None = None  # sampler seed (None: each worker samples differently)
+    seed: int | None = None  # sampler seed; None: each worker samples differently
     plots: bool = True
     progress: bool = True
 
