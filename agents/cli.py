@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agents.config import ALGOS, VEC_ENVS, make_config, parse_assignments
+from agents.config import ALGOS, VEC_ENVS, make_config, parse_assignments, read_config_file
 from agents.errors import UserError
 
 EXIT_USER_ERROR = 2
@@ -107,7 +107,45 @@ def _train_parser() -> argparse.ArgumentParser:
         "--no-progress", action="store_false", dest="progress", default=None, help="no progress bar"
     )
     parser.add_argument("--list-envs", action="store_true", help="list our env ids and exit")
+    _add_tuning_arguments(parser)
     return parser
+
+
+# the flags of a hyperparameter search, named as in rl-baselines3-zoo; None: tuning's default
+TUNING_FLAGS = (
+    "n_trials", "max_total_trials", "n_jobs", "storage", "study_name", "sampler", "pruner",
+    "n_startup_trials", "n_evaluations", "search_space", "heartbeat_interval",
+)  # fmt: skip
+
+
+def _add_tuning_arguments(parser: argparse.ArgumentParser) -> None:
+    tune = parser.add_argument_group("tune hyperparameters with Optuna (README: Tune)")
+    tune.add_argument(
+        "--optimize",
+        "--optimize-hyperparameters",
+        action="store_true",
+        help="run a study: every trial is a run folder in runs/<env>__<algo>__optimize__<time>",
+    )
+    tune.add_argument(
+        "--envs", nargs="+", metavar="ID", help="tune for the mean success rate over these envs"
+    )
+    tune.add_argument("--n-trials", type=int, help="trials this worker runs (default 100)")
+    tune.add_argument("--max-total-trials", type=int, help="trials of the study, all workers")
+    tune.add_argument("--n-jobs", type=int, help="trials at once in this process (default 1)")
+    tune.add_argument("--storage", metavar="URL", help="Optuna storage (default: SQLite file)")
+    tune.add_argument("--study-name", help="workers of one storage and name share a study")
+    tune.add_argument("--sampler", help="tpe (default) or random")
+    tune.add_argument("--pruner", help="median (default), halving or none")
+    tune.add_argument("--n-startup-trials", type=int, help="random trials first (default 10)")
+    tune.add_argument("--n-evaluations", type=int, help="evaluations a run (default 5)")
+    tune.add_argument("--search-space", metavar="FILE.yaml", help="agents/search_spaces.yaml")
+    tune.add_argument(
+        "--heartbeat-interval",
+        type=int,
+        metavar="S",
+        help="seconds; a trial silent for 2 S is marked failed (default 60)",
+    )
+    tune.add_argument("--no-optim-plots", action="store_false", dest="plots", default=None)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -137,6 +175,8 @@ def _train(args: argparse.Namespace) -> int:
     }
     if args.env_kwargs is not None:
         explicit["env_kwargs"] = parse_assignments(args.env_kwargs, "--env-kwargs")
+    if args.optimize or args.envs:
+        return _optimize(args, explicit)
     config = make_config(
         env=args.env,
         config_file=args.config_file,
@@ -149,6 +189,43 @@ def _train(args: argparse.Namespace) -> int:
     print(f"\nRun folder: {run_dir}")
     _print_metrics(metrics)
     print(f"Watch it: python evaluate.py {run_dir} --video {run_dir / 'video.mp4'}")
+    return 0
+
+
+def _optimize(args: argparse.Namespace, explicit: dict[str, Any]) -> int:
+    from agents.tuning import StudyOptions, optimize
+
+    if not args.optimize:
+        raise UserError("--envs names the envs of a study: add --optimize (or train one --env)")
+    if args.env and args.envs:
+        raise UserError("pass --env ID or --envs ID ID ..., not both")
+    overrides = parse_assignments(args.overrides)
+    envs = args.envs or [args.env]
+    # several envs: each starts from the `default` block, which this study is to choose;
+    # optimize() checks the configs with the values the search will sample
+    configs = [
+        make_config(
+            env, args.config_file, overrides, env_preset=len(envs) == 1, validate=False, **explicit
+        )
+        for env in envs
+    ]
+    from_file = read_config_file(args.config_file) if args.config_file else {}
+    fixed = {*from_file, *overrides, *(key for key, value in explicit.items() if value is not None)}
+    # --seed seeds the trials' training, not the sampler: workers started with one command
+    # line must not all sample the same hyperparameters
+    flags = {name: getattr(args, name) for name in (*TUNING_FLAGS, "plots", "progress")}
+    options = StudyOptions(**{name: value for name, value in flags.items() if value is not None})
+    command = shlex.join(["python", "train.py", *sys.argv[1:]])
+    result = optimize(configs, options, study_dir=args.run_dir, fixed_keys=fixed, command=command)
+    states = ", ".join(f"{count} {state}" for state, count in result.states.items())
+    print(f"\nStudy folder: {result.folder}")
+    print(f"Study {result.study_name} in {result.storage}: {states}")
+    if result.best_trial is None:
+        print("No trial has completed yet, so there is no best.yaml.")
+        return 0
+    best = result.folder / "best.yaml"
+    print(f"Best: trial {result.best_trial}, value {result.best_value:.4g} -> {best}")
+    print(f"Train with it: python train.py --env {configs[0].env} --config {best}")
     return 0
 
 

@@ -196,12 +196,15 @@ def make_config(
     config_file: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
     env_preset: bool = True,
+    validate: bool = True,
     **explicit: Any,
 ) -> TrainConfig:
     """Resolve a config by the precedence rule above; explicit values that are None are unset.
 
     ``env_preset=False`` starts from the ``default`` block alone, as an env without a block of
     its own does (how the defaults are judged on tasks they were not tuned for).
+    ``validate=False`` leaves the checks of values against each other to the caller (a
+    hyperparameter search checks each sampled combination).
     """
     layers = [read_config_file(config_file) if config_file else {}, overrides or {}]
     explicit = {key: value for key, value in explicit.items() if value is not None}
@@ -217,7 +220,8 @@ def make_config(
     preset = preset_for(env_id) if env_preset else load_presets().get("default", {})
     for layer in (preset, *layers, explicit):
         values.update(layer)
-    return TrainConfig(**{key: coerce(key, value) for key, value in values.items()}).validate()
+    config = TrainConfig(**{key: coerce(key, value) for key, value in values.items()})
+    return config.validate() if validate else config
 
 
 def from_dict(values: dict[str, Any]) -> TrainConfig:

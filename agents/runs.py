@@ -39,8 +39,13 @@ CHECKPOINTS_DIR = "checkpoints"
 MONITOR_DIR = "monitor"
 
 
+def safe_name(text: str) -> str:
+    """``text`` fit for a folder name (an env may be ``module:Class``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text)
+
+
 def run_name(config: TrainConfig) -> str:
-    env = re.sub(r"[^A-Za-z0-9_.-]+", "-", config.env)
+    env = safe_name(config.env)
     return f"{env}__{config.algo}__{config.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
 
 

@@ -47,13 +47,15 @@ def train(
     run_dir: str | Path | None = None,
     runs_root: str | Path = RUNS_ROOT,
     command: str | None = None,
+    after_eval: BaseCallback | None = None,
     **fields: Any,
 ) -> Path:
     """Train one agent and return its run folder (which also holds metrics.json).
 
     Either pass a ``TrainConfig``, or its fields as keywords (``env="MemoryStates-v0",
     algo="ppo", n_timesteps=20_000``); keywords also override a given config. ``env`` may be a
-    registered id, ``"module:Class"``, or an env class itself.
+    registered id, ``"module:Class"``, or an env class itself. ``after_eval`` is called after
+    every periodic evaluation, with the ``EvalCallback`` as its ``parent`` (tuning prunes there).
     """
     if isinstance(fields.get("env"), type):
         cls = fields["env"]
@@ -70,18 +72,18 @@ def train(
     env = make_vec(config, config.n_envs, config.seed, monitor_dir=run_dir / MONITOR_DIR)
     model = build_model(config, env)
     model.set_logger(configure(str(run_dir), ["tensorboard", "csv"]))
-    callbacks = _callbacks(config, run_dir)
+    callbacks = _callbacks(config, run_dir, after_eval)
     try:
         model.learn(config.n_timesteps, callback=callbacks, progress_bar=config.progress)
     except KeyboardInterrupt:
         _save(model, run_dir)
         raise TrainingInterrupted(run_dir, model.num_timesteps) from None
-    finally:
+    finally:  # also when a trial is pruned or diverges, so that no env process is left
+        env.close()
         for callback in callbacks:
             if isinstance(callback, EvalCallback):
                 callback.eval_env.close()
     _save(model, run_dir)
-    env.close()
 
     metrics = evaluate(
         load(run_dir, device=config.device),
@@ -110,7 +112,9 @@ def _check_runnable(config: TrainConfig) -> None:
         )
 
 
-def _callbacks(config: TrainConfig, run_dir: Path) -> list[BaseCallback]:
+def _callbacks(
+    config: TrainConfig, run_dir: Path, after_eval: BaseCallback | None = None
+) -> list[BaseCallback]:
     callbacks: list[BaseCallback] = []
     if isinstance(config.ent_coef, str):
         callbacks.append(EntropySchedule(config.ent_coef))
@@ -128,6 +132,7 @@ def _callbacks(config: TrainConfig, run_dir: Path) -> list[BaseCallback]:
                 eval_freq=max(config.eval_freq // config.n_envs, 1),
                 log_path=str(run_dir),
                 deterministic=True,
+                callback_after_eval=after_eval,
                 verbose=0,
             )
         )
