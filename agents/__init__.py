@@ -7,9 +7,9 @@
 """
 
 from agents.config import TrainConfig, make_config
+from agents.deploy.files import export
 from agents.errors import UserError
 from agents.evaluation import evaluate
-from agents.exporting import export
 from agents.runs import Run, load
 from agents.training import train
 

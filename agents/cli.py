@@ -138,7 +138,9 @@ def _add_tuning_arguments(parser: argparse.ArgumentParser) -> None:
     tune.add_argument("--pruner", help="median (default), halving or none")
     tune.add_argument("--n-startup-trials", type=int, help="random trials first (default 10)")
     tune.add_argument("--n-evaluations", type=int, help="evaluations a run (default 5)")
-    tune.add_argument("--search-space", metavar="FILE.yaml", help="agents/search_spaces.yaml")
+    tune.add_argument(
+        "--search-space", metavar="FILE.yaml", help="agents/tuning/search_spaces.yaml"
+    )
     tune.add_argument(
         "--heartbeat-interval",
         type=int,
@@ -193,7 +195,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _optimize(args: argparse.Namespace, explicit: dict[str, Any]) -> int:
-    from agents.tuning import StudyOptions, optimize
+    from agents.tuning.study import StudyOptions, optimize
 
     if not args.optimize:
         raise UserError("--envs names the envs of a study: add --optimize (or train one --env)")
@@ -293,8 +295,8 @@ def _evaluate_parser() -> argparse.ArgumentParser:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from agents.deploy.files import check_export_target, export, sidecar_path
     from agents.evaluation import evaluate
-    from agents.exporting import check_export_target, export, sidecar_path
     from agents.insight.traces import check_trace_options, record_trace, recurrent_networks
     from agents.runs import load
 

@@ -17,8 +17,8 @@ import torch
 
 import agents
 from agents.cli import evaluate_main
+from agents.deploy.files import sidecar_path
 from agents.environments import read_normalization
-from agents.exporting import sidecar_path
 from agents.rollout import steps
 from agents.runs import Run, load
 from tests.conftest import REPO, TINY_TRAIN, run_script
@@ -54,11 +54,13 @@ STATE_NAMES = {
 }
 
 
+TINY_MEMORY = 16  # LSTM/GRU units of the tiny runs, whatever the env's preset says
+
+
 def _tiny_run(run_dir: Path, env: str, **config) -> Path:
     """A few hundred steps: enough to move the weights and normalisation statistics."""
-    return agents.train(
-        env=env, run_dir=run_dir, **{**TINY_TRAIN, "final_eval_episodes": 1, **config}
-    )
+    settings = {**TINY_TRAIN, "final_eval_episodes": 1, "lstm_hidden_size": TINY_MEMORY}
+    return agents.train(env=env, run_dir=run_dir, **{**settings, **config})
 
 
 @pytest.fixture(scope="module", params=list(CASES))
@@ -193,7 +195,7 @@ def test_sidecar_describes_normalisation_and_what_to_append(tmp_path):
         {"what": "previous reward", "size": 1},
     ]
     assert sidecar["observation_space"]["shape"] == [5]
-    assert sidecar["recurrent"] == {"cell": "gru", "layers": 1, "hidden_size": 64}
+    assert sidecar["recurrent"] == {"cell": "gru", "layers": 1, "hidden_size": TINY_MEMORY}
     assert "zeros" in sidecar["reset"]
 
 

@@ -21,13 +21,13 @@ import yaml
 
 optuna = pytest.importorskip("optuna")
 
-from agents import search_spaces  # noqa: E402
 from agents.cli import train_main  # noqa: E402
 from agents.config import make_config  # noqa: E402
 from agents.errors import UserError  # noqa: E402
 from agents.training import train  # noqa: E402
-from agents.tuning import StudyOptions, fit_space_to_envs, optimize  # noqa: E402
-from agents.tuning_trials import TrialPruning  # noqa: E402
+from agents.tuning import search_spaces  # noqa: E402
+from agents.tuning.study import StudyOptions, fit_space_to_envs, optimize  # noqa: E402
+from agents.tuning.trials import TrialPruning  # noqa: E402
 from tests.conftest import REPO, TINY_RUN  # noqa: E402
 
 STUDY = "shared"

@@ -1,7 +1,7 @@
 """Hyperparameter search with Optuna, as rl-baselines3-zoo's ``--optimize``, from one laptop
 to a cluster.
 
-A study samples hyperparameters from a search space (agents/search_spaces.py) with TPE or at
+A study samples hyperparameters from a search space (agents/tuning/search_spaces.py) with TPE or at
 random. Each trial trains one normal run folder per env with :func:`agents.training.train`,
 inside the study folder ``runs/<env>__<algo>__optimize__<time>/``. A trial's value is its final
 evaluation's success rate where the env reports success, else its mean return; with several
@@ -28,15 +28,15 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
-from agents import search_spaces
 from agents.config import TrainConfig, from_dict
 from agents.environments import make_single_env, with_agent_inputs
 from agents.errors import UserError
 from agents.runs import RUNS_ROOT, safe_name
 from agents.training import TrainingInterrupted
-from agents.tuning_report import write_results
-from agents.tuning_storage import claim, open_study
-from agents.tuning_trials import Objective, trial_config
+from agents.tuning import search_spaces
+from agents.tuning.report import write_results
+from agents.tuning.storage import claim, open_study
+from agents.tuning.trials import Objective, trial_config
 
 if TYPE_CHECKING:
     import optuna
@@ -65,7 +65,7 @@ class StudyOptions:
     pruner: str = "median"
     n_startup_trials: int = 10  # random trials before TPE and the pruner start judging
     n_evaluations: int = 5  # periodic evaluations per run, each reported to the pruner
-    search_space: str | Path | None = None  # YAML file; None: agents/search_spaces.yaml
+    search_space: str | Path | None = None  # YAML file; None: agents/tuning/search_spaces.yaml
     heartbeat_interval: int = 60  # seconds; a trial silent for twice this is failed
     seed: int | None = None  # sampler seed; None: each worker samples differently
     plots: bool = True

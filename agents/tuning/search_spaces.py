@@ -2,7 +2,7 @@
 
 A space maps config keys to a list of choices or a range ``{low, high, log, step}``;
 ``<key>_schedule`` (``constant`` or ``linear``) turns a scheduled key into ``lin_<value>``.
-The spaces we ship are in agents/search_spaces.yaml, which explains the format.
+The spaces we ship are in agents/tuning/search_spaces.yaml, which explains the format.
 """
 
 from __future__ import annotations

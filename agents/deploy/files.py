@@ -26,7 +26,7 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 
-from agents.deployable import BATCH, DeployableActor, deployable_actor
+from agents.deploy.actor import BATCH, DeployableActor, deployable_actor
 from agents.environments import read_normalization
 from agents.errors import UserError
 from agents.runs import Run, load

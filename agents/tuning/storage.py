@@ -1,5 +1,5 @@
 """Where a study lives: an Optuna storage (a SQLite file, or a database server that many
-workers share), with its sampler and pruner (agents/tuning.py runs the study)."""
+workers share), with its sampler and pruner (agents/tuning/study.py runs the study)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from agents.errors import UserError
 if TYPE_CHECKING:
     import optuna
 
-    from agents.tuning import StudyOptions
+    from agents.tuning.study import StudyOptions
 
 STORAGE_ATTEMPTS = 4  # workers that create one new database at once race for its tables
 

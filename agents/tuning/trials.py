@@ -1,5 +1,5 @@
 """One trial of a hyperparameter search: sample, train a run folder per env, score it, and
-prune it early from its periodic evaluations (agents/tuning.py runs the study)."""
+prune it early from its periodic evaluations (agents/tuning/study.py runs the study)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 
-from agents import search_spaces
 from agents.config import TrainConfig, from_dict
 from agents.errors import UserError
 from agents.runs import METRICS_FILE, safe_name
 from agents.training import train
+from agents.tuning import search_spaces
 
 if TYPE_CHECKING:
     import optuna
