@@ -134,8 +134,24 @@ def table(result: dict[str, Any]) -> list[str]:
         f"*solved*: tasks where every seed reached {TARGET_SUCCESS}; *mean*: over the tasks "
         "run (success rates only).",
         "",
-        "| variant | overrides | " + " | ".join(short) + " | solved | mean |",
-        "|---|---|" + "---|" * len(envs) + "---|---|",
+        *_rows(result, envs, short, score, with_summary=True),
+        "",
+        "The same runs' mean return (it shows progress where success is still 0, e.g. the "
+        "timer's error), mean over seeds:",
+        "",
+        *_rows(result, envs, short, lambda run: run["mean_return"], with_summary=False),
+    ]
+    budgets = ", ".join(
+        f"{name} {result['budgets'][env]:,}" for name, env in zip(short, envs, strict=True)
+    )
+    return [*lines, "", f"Budgets (env steps): {budgets}.", ""]
+
+
+def _rows(result, envs, short, value, with_summary: bool) -> list[str]:
+    summary_header = " solved | mean |" if with_summary else ""
+    lines = [
+        "| variant | overrides | " + " | ".join(short) + " |" + summary_header,
+        "|---|---|" + "---|" * len(envs) + ("---|---|" if with_summary else ""),
     ]
     for row in result["rows"]:
         cells, solved, means = [], 0, []
@@ -144,21 +160,20 @@ def table(result: dict[str, Any]) -> list[str]:
             if not runs:
                 cells.append("-")
                 continue
-            values = [score(run) for run in runs]
-            digits = 2 if runs[0]["success_rate"] is not None else 1
-            cells.append(f"{np.mean(values):.{digits}f} ({min(values):.{digits}f}) ×{len(runs)}")
-            if runs[0]["success_rate"] is not None:
+            values = [value(run) for run in runs]
+            success = runs[0]["success_rate"] is not None and with_summary
+            digits = 2 if success else 1
+            worst = f" ({min(values):.{digits}f})" if with_summary else ""
+            cells.append(f"{np.mean(values):.{digits}f}{worst} ×{len(runs)}")
+            if success:
                 means.append(float(np.mean(values)))
                 solved += min(values) >= TARGET_SUCCESS
         overrides = ", ".join(f"{k}={v}" for k, v in row["overrides"].items()) or "(base)"
-        mean = f"{np.mean(means):.2f}" if means else "-"
-        lines.append(
-            f"| {row['variant']} | {overrides} | " + " | ".join(cells) + f" | {solved} | {mean} |"
-        )
-    budgets = ", ".join(
-        f"{name} {result['budgets'][env]:,}" for name, env in zip(short, envs, strict=True)
-    )
-    return [*lines, "", f"Budgets (env steps): {budgets}.", ""]
+        summary = ""
+        if with_summary:
+            summary = f" {solved} | {np.mean(means):.2f} |" if means else f" {solved} | - |"
+        lines.append(f"| {row['variant']} | {overrides} | " + " | ".join(cells) + " |" + summary)
+    return lines
 
 
 def aggregate(sweep: dict[str, Any], docs: Path = DOCS) -> None:
