@@ -187,7 +187,7 @@ def train_and_mark(spec: RunSpec) -> dict[str, Any]:
     budget = {} if spec.n_timesteps is None else {"n_timesteps": int(spec.n_timesteps)}
     config = make_config(
         env=spec.env,
-        overrides={**spec.overrides, **budget},
+        overrides={**budget, **spec.overrides},  # a sweep variant may set its own budget,
         env_preset=spec.env_preset,
         algo=spec.algo,
         seed=spec.seed,
