@@ -17,7 +17,7 @@ solved (success >= 0.95) and the mean over tasks.
 
 A sweep file: ``name``, ``seeds``, ``algo`` (default recurrent_ppo), ``base`` (overrides for
 every run), ``envs`` (id -> ``{n_timesteps: N}`` and other overrides), ``variants`` (name ->
-overrides), optional ``notes``.
+overrides; a variant's ``tasks: [ids]`` limits it to those envs), optional ``notes``.
 """
 
 from __future__ import annotations
@@ -60,7 +60,11 @@ def plan(
         for variant, overrides in sweep["variants"].items():
             if variants and variant not in variants:
                 continue
+            overrides = dict(overrides or {})
+            tasks = overrides.pop("tasks", None)
             for env, block in sweep["envs"].items():
+                if tasks and env not in tasks:
+                    continue
                 block = dict(block or {})
                 budget = block.pop("n_timesteps", None)
                 specs.append(
@@ -69,7 +73,7 @@ def plan(
                         algo=sweep["algo"],
                         seed=seed,
                         n_timesteps=budget,
-                        overrides={**sweep["base"], **block, **(overrides or {})},
+                        overrides={**sweep["base"], **block, **overrides},
                         transfer=[],
                         run_dir=run_dir(sweep, env, variant, seed),
                         env_preset=False,
