@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.config import ALGOS, VEC_ENVS, make_config, parse_assignments
+from agents.devices import DEVICE_HELP
 from agents.errors import UserError
 
 EXIT_USER_ERROR = 2
@@ -89,7 +90,7 @@ def _train_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--run-dir", help="run folder to create (default: runs/<env>__<algo>__<seed>__<time>)"
     )
-    parser.add_argument("--device", help="torch device: cpu (default), cuda, auto")
+    parser.add_argument("--device", help=DEVICE_HELP)
     parser.add_argument(
         "--eval-freq",
         type=int,
@@ -181,7 +182,7 @@ def _evaluate_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", metavar="PATH", help="also write the statistics here")
     parser.add_argument("--video", metavar="PATH", help="record a video (.mp4 or .gif)")
     parser.add_argument("--video-episodes", type=int, default=1)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help=DEVICE_HELP)
     memory = parser.add_argument_group("look inside the memory (docs/memory.md)")
     memory.add_argument(
         "--trace",

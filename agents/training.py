@@ -12,8 +12,8 @@ from stable_baselines3.common.logger import configure
 
 from agents.algos import build_model
 from agents.config import TrainConfig, from_dict, make_config
+from agents.devices import check_device
 from agents.environments import make_single_env, make_vec, with_agent_inputs
-from agents.errors import UserError
 from agents.evaluation import evaluate
 from agents.insight.plots import LEARNING_CURVE_FILE, plot_learning_curve, save_png
 from agents.runs import (
@@ -95,12 +95,8 @@ def train(
 
 def _check_runnable(config: TrainConfig) -> None:
     """Fail on a bad env, env argument, input wrapper or device before a run folder exists."""
+    check_device(config.device)
     with_agent_inputs(make_single_env(config.env, config.env_kwargs), config).close()
-    if config.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(
-            f"device {config.device!r} asked for, but torch sees no CUDA GPU; "
-            "use --device cpu (or auto)"
-        )
 
 
 def _callbacks(config: TrainConfig, run_dir: Path) -> list[BaseCallback]:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents.cli import train_main
+from agents.cli import evaluate_main, train_main
 from tests.conftest import TINY_RUN, run_script
 
 
@@ -124,11 +124,28 @@ def test_user_error_from_the_script_itself(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
-def test_cuda_without_gpu_is_a_user_error(tmp_path):
-    result = run_script("train.py", "--device", "cuda", "--run-dir", str(tmp_path / "run"))
-    _assert_user_error(result, "torch sees no CUDA GPU")
+def _in_process(main, argv: list[str], capsys) -> subprocess.CompletedProcess:
+    """train.py's or evaluate.py's main, run here (the scripts are tested around this)."""
+    code = main(argv)
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, code, captured.out, captured.err)
+
+
+# torch knows no "tpu"; no machine has a hundredth GPU; "cuda" where there is none
+MISSING_DEVICES = ["tpu", "cuda:99"] + ([] if torch.cuda.is_available() else ["cuda"])
+
+
+@pytest.mark.parametrize("device", MISSING_DEVICES)
+def test_a_device_this_machine_lacks_is_the_same_one_line_in_both_commands(
+    device, memory_run, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    trained = _in_process(train_main, ["--device", device, "--run-dir", "run"], capsys)
+    _assert_user_error(trained, repr(device))
     assert not (tmp_path / "run").exists()
+    evaluated = _in_process(evaluate_main, [str(memory_run), "--device", device], capsys)
+    _assert_user_error(evaluated, repr(device))
+    assert evaluated.stderr == trained.stderr
 
 
 def test_unknown_algo_is_refused_by_the_parser():
