@@ -34,6 +34,18 @@ TINY_RUN = [
     "final_eval_episodes=4",
 ]
 
+# The same, as keywords of agents.train (no periodic evaluation or checkpoints).
+TINY = dict(
+    n_timesteps=256,
+    n_envs=2,
+    n_steps=32,
+    batch_size=32,
+    n_epochs=1,
+    eval_freq=0,
+    final_eval_episodes=4,
+    progress=False,
+)
+
 
 def run_script(script: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run train.py / evaluate.py as a user would, capturing its output."""

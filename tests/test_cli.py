@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+import agents
 from agents.cli import evaluate_main, train_main
-from tests.conftest import TINY_RUN, run_script
+from tests.conftest import TINY, TINY_RUN, run_script
 
 
 @pytest.mark.parametrize(
@@ -180,6 +181,16 @@ def test_evaluate_user_errors(tmp_path, memory_run):
     _assert_user_error(
         run_script("evaluate.py", str(memory_run), "--video", "v.avi"), "must end in .mp4 or .gif"
     )
+
+
+def test_normalised_run_on_an_env_of_other_spaces_is_a_mismatch_not_a_corrupt_file(
+    tmp_path, capsys
+):
+    run_dir = agents.train(env="Pendulum-P-v1", run_dir=tmp_path / "run", **TINY)
+    assert (run_dir / "vecnormalize.pkl").is_file()  # the preset normalises
+    result = _in_process(evaluate_main, [str(run_dir), "--env", "Pendulum-v1"], capsys)
+    _assert_user_error(result, "model and env do not match", "(2,)", "env 'Pendulum-v1' gives")
+    assert "corrupt" not in result.stderr
 
 
 def test_mujoco_robot_video(tmp_path):

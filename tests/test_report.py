@@ -17,17 +17,8 @@ import agents
 from agents.cli import evaluate_main
 from agents.insight.plots import LEARNING_CURVE_FILE, plot_learning_curve, save_png
 from agents.insight.traces import load_trace
+from tests.conftest import TINY
 
-TINY = dict(
-    n_timesteps=256,
-    n_envs=2,
-    n_steps=32,
-    batch_size=32,
-    n_epochs=1,
-    eval_freq=0,
-    final_eval_episodes=4,
-    progress=False,
-)
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
