@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 from scipy import stats
 
-from agents.environments import memoryless_ceiling
+from agents.environments import cannot_render, memoryless_ceiling
 from agents.errors import UserError
 from agents.rollout import Episode, episodes, steps
 from agents.runs import Run, load
@@ -110,10 +110,8 @@ class FrameCollector(gym.Wrapper):
     def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
         if env.render_mode != "rgb_array":
-            raise UserError(
-                f"env {env.spec.id if env.spec else env} cannot render rgb_array "
-                "frames, so it cannot make a video"
-            )
+            name = env.spec.id if env.spec else type(env.unwrapped).__name__
+            raise cannot_render(name, f"its render_mode is {env.render_mode!r}, not 'rgb_array'")
         self.frames: list[np.ndarray] = []
 
     def reset(self, **kwargs):
