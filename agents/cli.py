@@ -149,6 +149,11 @@ def _train(args: argparse.Namespace) -> int:
     metrics = json.loads((run_dir / METRICS_FILE).read_text())
     print(f"\nRun folder: {run_dir}")
     _print_metrics(metrics)
+    repeat = shlex.join(
+        [str(run_dir), "--episodes", str(metrics["episodes"]), "--seed", str(metrics["seed"])]
+        + ["--n-envs", str(metrics["n_envs"])]
+    )
+    print(f"Repeat this evaluation: python evaluate.py {repeat}")
     print(f"Watch it: python evaluate.py {run_dir} --video {run_dir / 'video.mp4'}")
     return 0
 
@@ -254,7 +259,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _print_metrics(metrics: dict[str, Any]) -> None:
     mode = "deterministic" if metrics["deterministic"] else "stochastic"
     low, high = metrics["ci95"]
-    print(f"{metrics['env_id']}  {metrics['algo']}  {metrics['episodes']} episodes ({mode})")
+    episodes = f"{metrics['episodes']} episodes ({mode}{_seeds(metrics)})"
+    print(f"{metrics['env_id']}  {metrics['algo']}  {episodes}")
     if metrics["success_rate"] is not None:
         ceiling = metrics["memoryless_ceiling"]
         beside = f"   (memoryless ceiling: {ceiling:.2f})" if ceiling is not None else ""
@@ -264,3 +270,11 @@ def _print_metrics(metrics: dict[str, Any]) -> None:
         f"(95% CI {low:.3f} .. {high:.3f})"
     )
     print(f"  mean length   {metrics['mean_length']:.1f}")
+
+
+def _seeds(metrics: dict[str, Any]) -> str:
+    """Which episodes: env i of n is seeded seed + i, so both numbers name them."""
+    if "seed" not in metrics or "n_envs" not in metrics:  # metrics.json of version 0.1.0
+        return ""
+    n_envs = metrics["n_envs"]
+    return f", seed {metrics['seed']}, {n_envs} env{'s' if n_envs > 1 else ''}"

@@ -1,7 +1,10 @@
 """train.py and evaluate.py as a user runs them: a run folder, statistics, video, clear errors."""
 
 import json
+import re
+import shlex
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -191,6 +194,26 @@ def test_normalised_run_on_an_env_of_other_spaces_is_a_mismatch_not_a_corrupt_fi
     result = _in_process(evaluate_main, [str(run_dir), "--env", "Pendulum-v1"], capsys)
     _assert_user_error(result, "model and env do not match", "(2,)", "env 'Pendulum-v1' gives")
     assert "corrupt" not in result.stderr
+
+
+def test_final_evaluation_prints_its_seed_and_the_command_that_repeats_it(
+    tmp_path, monkeypatch, capsys
+):
+    """train.py's final evaluation and evaluate.py's default use other seeds (other
+    episodes); both print theirs, and train.py's command repeats its numbers exactly."""
+    monkeypatch.chdir(tmp_path)
+    trained = _in_process(train_main, ["--run-dir", "run", *TINY_RUN], capsys)
+    assert trained.returncode == 0, trained.stderr
+    assert "4 episodes (deterministic, seed 1000000, 2 envs)" in trained.stdout
+    repeat = re.search(r"^Repeat this evaluation: python evaluate.py (.*)$", trained.stdout, re.M)
+    assert repeat, trained.stdout
+    evaluated = _in_process(evaluate_main, [*shlex.split(repeat[1]), "--json", "s.json"], capsys)
+    assert "4 episodes (deterministic, seed 1000000, 2 envs)" in evaluated.stdout
+    final, again = (json.loads(Path(name).read_text()) for name in ("run/metrics.json", "s.json"))
+    assert again["mean_return"] == final["mean_return"]
+    assert again["mean_length"] == final["mean_length"]
+    default = _in_process(evaluate_main, ["run", "--episodes", "3"], capsys)
+    assert "3 episodes (deterministic, seed 0, 1 env)" in default.stdout
 
 
 def test_mujoco_robot_video(tmp_path):
