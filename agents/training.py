@@ -16,6 +16,7 @@ from agents.devices import check_device
 from agents.environments import make_single_env, make_vec, with_agent_inputs
 from agents.evaluation import evaluate
 from agents.insight.plots import LEARNING_CURVE_FILE, plot_learning_curve, save_png
+from agents.progress import progress_callback
 from agents.runs import (
     CHECKPOINTS_DIR,
     MODEL_FILE,
@@ -71,7 +72,7 @@ def train(
     model.set_logger(configure(str(run_dir), ["tensorboard", "csv"]))
     callbacks = _callbacks(config, run_dir)
     try:
-        model.learn(config.n_timesteps, callback=callbacks, progress_bar=config.progress)
+        model.learn(config.n_timesteps, callback=callbacks)
     except KeyboardInterrupt:
         _save(model, run_dir)
         raise TrainingInterrupted(run_dir, model.num_timesteps) from None
@@ -128,6 +129,7 @@ def _callbacks(config: TrainConfig, run_dir: Path) -> list[BaseCallback]:
                 save_vecnormalize=config.normalize,
             )
         )
+    callbacks.append(progress_callback(config.progress, callbacks))
     return callbacks
 
 
