@@ -34,6 +34,7 @@ import envs  # noqa: F401  (registers our ids)
 from agents.config import TrainConfig
 from agents.errors import UserError
 from agents.inputs import PRIVILEGED_KEY, PreviousAction, PrivilegedObservation
+from envs.mujoco_notices import quiet_gymnasium_notices
 
 
 def resolve_env(env: str) -> str | Callable[..., gym.Env]:
@@ -74,7 +75,11 @@ def make_single_env(env: str, env_kwargs: dict[str, Any] | None = None, **make_k
     entry = resolve_env(env)
     kwargs = {**(env_kwargs or {}), **make_kwargs}
     try:
-        made = gym.make(entry, **kwargs) if isinstance(entry, str) else entry(**kwargs)
+        if isinstance(entry, str):
+            with quiet_gymnasium_notices(entry):
+                made = gym.make(entry, **kwargs)
+        else:
+            made = entry(**kwargs)
     except (TypeError, ValueError) as error:  # constructors refuse bad settings this way
         if "render_mode" in kwargs and not _takes_render_mode(entry):
             raise cannot_render(env, "its constructor takes no render_mode argument") from None

@@ -21,6 +21,7 @@ from typing import Any
 import gymnasium as gym
 from gymnasium.envs.registration import load_env_creator
 
+from envs.mujoco_notices import quiet_gymnasium_notices
 from envs.wrappers import MaskObservation, SensorDropout
 
 # A burst starts on 10 % of present steps and lasts 4 steps on average, so a group is missing
@@ -39,7 +40,8 @@ PENDULUM_GROUPS = {"positions": (0, 1), "velocities": (2,)}  # cos, sin | angula
 def make_base(base_id: str, **kwargs: Any) -> gym.Env:
     """The bare base env of a registered id (no TimeLimit or checker: the outer make adds them)."""
     spec = gym.spec(base_id)
-    return load_env_creator(spec.entry_point)(**{**spec.kwargs, **kwargs})
+    with quiet_gymnasium_notices(base_id):
+        return load_env_creator(spec.entry_point)(**{**spec.kwargs, **kwargs})
 
 
 def make_masked(
