@@ -209,7 +209,7 @@ def _evaluate_parser() -> argparse.ArgumentParser:
     memory.add_argument(
         "--report",
         action="store_true",
-        help="write report.html (and report_video.mp4) into the run folder",
+        help="write report.html into the run folder: one file, figures and video inlined",
     )
     return parser
 
