@@ -107,16 +107,19 @@ def _train_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-progress", action="store_false", dest="progress", default=None, help="no progress bar"
     )
-    parser.add_argument("--list-envs", action="store_true", help="list our env ids and exit")
+    parser.add_argument(
+        "--list-envs",
+        action="store_true",
+        help="list our env ids, what each hides or its memory must carry, and exit",
+    )
     return parser
 
 
 def _train(args: argparse.Namespace) -> int:
     if args.list_envs:
-        import envs
+        from agents.listing import env_listing
 
-        for suite, ids in envs.SUITES.items():
-            print(f"{suite}: {' '.join(ids)}")
+        print(env_listing())
         return 0
     from agents.runs import METRICS_FILE
     from agents.training import train

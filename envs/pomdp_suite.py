@@ -31,6 +31,9 @@ DROPOUT_START_PROB = 0.1
 DROPOUT_MEAN_BURST = 4.0
 
 ROBOTS = ("HalfCheetah", "Hopper", "Walker2d", "Ant")
+DROPOUT_SHARE = (
+    DROPOUT_START_PROB * DROPOUT_MEAN_BURST / (1 + DROPOUT_START_PROB * DROPOUT_MEAN_BURST)
+)
 
 # Classic-control layouts are not derivable from a MuJoCo model, so they are written here.
 CARTPOLE_GROUPS = {"positions": (0, 2), "velocities": (1, 3)}  # x, theta | x_dot, theta_dot
@@ -74,33 +77,52 @@ def _register(env_id: str, entry_point: str, base_id: str, **kwargs: Any) -> Non
     )
 
 
+# id -> what the agent does not see, for listings (train.py --list-envs)
+HIDES: dict[str, str] = {}
+
+
 def _register_suites() -> tuple[list[str], list[str]]:
     mujoco: list[str] = []
     for robot in ROBOTS:
-        for suffix, shown in (("P", "positions"), ("V", "velocities")):
+        contacts = ["contact forces"] if robot == "Ant" else []
+        for suffix, shown, hidden in (
+            ("P", "positions", ["velocities"]),
+            ("V", "velocities", ["positions", "joint angles"]),
+        ):
             env_id = f"{robot}-{suffix}-v5"
             _register(env_id, "envs.pomdp_suite:make_masked", f"{robot}-v5", keep=(shown,))
+            HIDES[env_id] = _in_words(hidden + contacts)
             mujoco.append(env_id)
     for robot in ROBOTS:
         _register(f"{robot}-Dropout-v5", "envs.pomdp_suite:make_dropout", f"{robot}-v5")
+        HIDES[f"{robot}-Dropout-v5"] = (
+            f"each sensor group {DROPOUT_SHARE:.0%} of the time, in bursts of "
+            f"~{DROPOUT_MEAN_BURST:g} steps"
+        )
         mujoco.append(f"{robot}-Dropout-v5")
     gym.register(
         id="Reacher-Cue-v5",
         entry_point="envs.reacher_cue:make_reacher_cue",
         max_episode_steps=gym.spec("Reacher-v5").max_episode_steps,
     )
+    HIDES["Reacher-Cue-v5"] = "the target, once a cue at the start (the arm held) is over"
     mujoco.append("Reacher-Cue-v5")
 
     classic: list[str] = []
-    for env_id, base_id, groups in (
-        ("CartPole-P-v1", "CartPole-v1", CARTPOLE_GROUPS),
-        ("Pendulum-P-v1", "Pendulum-v1", PENDULUM_GROUPS),
+    for env_id, base_id, groups, hidden in (
+        ("CartPole-P-v1", "CartPole-v1", CARTPOLE_GROUPS, "the cart's and the pole's velocities"),
+        ("Pendulum-P-v1", "Pendulum-v1", PENDULUM_GROUPS, "the angular velocity"),
     ):
         _register(
             env_id, "envs.pomdp_suite:make_masked", base_id, keep=("positions",), groups=groups
         )
+        HIDES[env_id] = hidden
         classic.append(env_id)
     return mujoco, classic
+
+
+def _in_words(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 POMDP_MUJOCO, POMDP_CLASSIC = _register_suites()

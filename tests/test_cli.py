@@ -1,9 +1,11 @@
 """train.py and evaluate.py as a user runs them: a run folder, statistics, video, clear errors."""
 
 import json
+import os
 import re
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +13,9 @@ import pytest
 import torch
 
 import agents
+import envs
 from agents.cli import evaluate_main, train_main
-from tests.conftest import TINY, TINY_RUN, run_script
+from tests.conftest import REPO, TINY, TINY_RUN, run_script
 
 
 @pytest.mark.parametrize(
@@ -150,6 +153,37 @@ def test_a_device_this_machine_lacks_is_the_same_one_line_in_both_commands(
     evaluated = _in_process(evaluate_main, [str(memory_run), "--device", device], capsys)
     _assert_user_error(evaluated, repr(device))
     assert evaluated.stderr == trained.stderr
+
+
+def test_list_envs_gives_each_id_what_is_hidden_or_carried_and_its_ceiling(capsys):
+    listed = _in_process(train_main, ["--list-envs"], capsys)
+    assert listed.returncode == 0, listed.stderr
+    lines = {line.split()[0]: line for line in listed.stdout.splitlines() if line.startswith("  ")}
+    every_id = [env_id for ids in envs.SUITES.values() for env_id in ids]
+    assert sorted(lines) == sorted(every_id)  # one line per id, nothing else indented
+    assert all(" carries: " in line or " hides: " in line for line in lines.values())
+    memory_states = lines["MemoryStates-v0"]
+    assert re.search(r"MemoryStates-v0 +0\.500 +carries: the first symbol", memory_states)
+    assert re.search(r"Counting-Long-v0 +0\.025 ", lines["Counting-Long-v0"])  # from its kwargs
+    assert re.search(r"Hopper-P-v5 +- +hides: velocities", lines["Hopper-P-v5"])
+    assert "hides: positions" in lines["Walker2d-V-v5"] and "contact forces" in lines["Ant-V-v5"]
+    assert re.search(r"Reacher-Cue-v5 +0\.010 +hides: the target", lines["Reacher-Cue-v5"])
+
+
+def test_an_env_id_needs_no_import_with_gymnasiums_module_prefix(tmp_path):
+    """Gymnasium (>= 1.0) has no plugin entry point for env packages; "envs:Hopper-P-v5"
+    imports envs, which registers the id, inside gymnasium.make itself."""
+    script = "import gymnasium as gym; print(gym.make('envs:Hopper-P-v5').observation_space)"
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "(5,)" in result.stdout  # Hopper's 5 positions, its 6 velocities hidden
 
 
 def test_unknown_algo_is_refused_by_the_parser():
