@@ -54,7 +54,6 @@ def _guarded(action: Callable[[], int]) -> int:
 
 def _train_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="train.py",
         description="Train a recurrent PPO agent (or a memoryless baseline) and evaluate it.",
         epilog="Precedence: preset for the env < --config < --set < explicit flags. "
         "Example: python train.py --env CartPole-P-v1 --algo ppo --set n_steps=256",
@@ -163,7 +162,6 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="evaluate.py",
         description="Evaluate a trained agent: statistics, and optionally a video, memory "
         "traces, probes of what the memory holds and an HTML report.",
     )
