@@ -2,8 +2,9 @@
 
 A person at a terminal gets SB3's bar. Output that no one watches live (``--no-progress``, a
 log file, a cluster job) gets instead a compact line every ``LINE_EVERY_S`` seconds (the
-first after one rollout, the last when training ends): steps, speed, time left, the recent
-training episodes and the last periodic evaluation, as SB3's verbose table would, in one line.
+first after one rollout and its update, the last when training ends): steps, speed, time
+left, the recent training episodes and the last periodic evaluation, as SB3's verbose table
+would, in one line.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ class ProgressBar(ProgressBarCallback):
 
 
 class ProgressLines(BaseCallback):
-    """A line after the first rollout, then at the end of a rollout once ``every_s`` seconds
-    have passed since the last, and one when training ends."""
+    """A line after the first rollout and its update, then after an update once ``every_s``
+    seconds have passed since the last line, and one when training ends."""
 
     def __init__(
         self,
@@ -76,7 +77,10 @@ class ProgressLines(BaseCallback):
     def _on_step(self) -> bool:
         return True
 
-    def _on_rollout_end(self) -> None:
+    def _on_rollout_start(self) -> None:
+        # the previous rollout and its update are done: the speed counts both
+        if self.model.num_timesteps == self.start_steps:
+            return
         if self.last_time is None or time.monotonic() - self.last_time >= self.every_s:
             self._print_line()
 
