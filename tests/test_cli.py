@@ -138,8 +138,9 @@ def _in_process(main, argv: list[str], capsys) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(argv, code, captured.out, captured.err)
 
 
-# torch knows no "tpu"; no machine has a hundredth GPU; "cuda" where there is none
+# torch knows no "tpu"; no machine has a hundredth GPU; "cuda" or "mps" where there is none
 MISSING_DEVICES = ["tpu", "cuda:99"] + ([] if torch.cuda.is_available() else ["cuda"])
+MISSING_DEVICES += [] if torch.backends.mps.is_available() else ["mps"]
 
 
 @pytest.mark.parametrize("device", MISSING_DEVICES)
