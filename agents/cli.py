@@ -50,6 +50,9 @@ def _guarded(action: Callable[[], int]) -> int:
     except TrainingInterrupted as interrupted:
         print(f"\n{interrupted}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader stopped early (| head): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # as Python's docs do
+        return 1
 
 
 def _train_parser() -> argparse.ArgumentParser:

@@ -29,11 +29,11 @@ from envs.wrappers import MaskObservation, SensorDropout
 # 0.03 s for Hopper and Walker2d) outlast a 2-frame stack; 71 % presence keeps them learnable.
 DROPOUT_START_PROB = 0.1
 DROPOUT_MEAN_BURST = 4.0
-
-ROBOTS = ("HalfCheetah", "Hopper", "Walker2d", "Ant")
-DROPOUT_SHARE = (
+DROPOUT_SHARE = (  # p*m/(1+p*m): the share of steps a group is missing
     DROPOUT_START_PROB * DROPOUT_MEAN_BURST / (1 + DROPOUT_START_PROB * DROPOUT_MEAN_BURST)
 )
+
+ROBOTS = ("HalfCheetah", "Hopper", "Walker2d", "Ant")
 
 # Classic-control layouts are not derivable from a MuJoCo model, so they are written here.
 CARTPOLE_GROUPS = {"positions": (0, 2), "velocities": (1, 3)}  # x, theta | x_dot, theta_dot

@@ -171,6 +171,21 @@ def test_list_envs_gives_each_id_what_is_hidden_or_carried_and_its_ceiling(capsy
     assert re.search(r"Reacher-Cue-v5 +0\.010 +hides: the target", lines["Reacher-Cue-v5"])
 
 
+def test_output_into_a_closed_pipe_ends_quietly():
+    """`train.py --list-envs | head -3`: a reader that stops early is no error of the user's."""
+    process = subprocess.Popen(
+        [sys.executable, "train.py", "--list-envs"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    process.stdout.close()  # the reader has gone before the first line
+    stderr = process.stderr.read()
+    assert process.wait(timeout=300) != 0
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+
+
 def test_an_env_id_needs_no_import_with_gymnasiums_module_prefix(tmp_path):
     """Gymnasium (>= 1.0) has no plugin entry point for env packages; "envs:Hopper-P-v5"
     imports envs, which registers the id, inside gymnasium.make itself."""
