@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.config import ALGOS, VEC_ENVS, make_config, parse_assignments, read_config_file
+from agents.devices import DEVICE_HELP
 from agents.errors import UserError
 
 EXIT_USER_ERROR = 2
@@ -49,11 +50,13 @@ def _guarded(action: Callable[[], int]) -> int:
     except TrainingInterrupted as interrupted:
         print(f"\n{interrupted}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader stopped early (| head): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # as Python's docs do
+        return 1
 
 
 def _train_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="train.py",
         description="Train a recurrent PPO agent (or a memoryless baseline) and evaluate it.",
         epilog="Precedence: preset for the env < --config < --set < explicit flags. "
         "Example: python train.py --env CartPole-P-v1 --algo ppo --set n_steps=256",
@@ -89,7 +92,7 @@ def _train_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--run-dir", help="run folder to create (default: runs/<env>__<algo>__<seed>__<time>)"
     )
-    parser.add_argument("--device", help="torch device: cpu (default), cuda, auto")
+    parser.add_argument("--device", help=DEVICE_HELP)
     parser.add_argument(
         "--eval-freq",
         type=int,
@@ -106,7 +109,11 @@ def _train_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-progress", action="store_false", dest="progress", default=None, help="no progress bar"
     )
-    parser.add_argument("--list-envs", action="store_true", help="list our env ids and exit")
+    parser.add_argument(
+        "--list-envs",
+        action="store_true",
+        help="list our env ids, what each hides or its memory must carry, and exit",
+    )
     _add_tuning_arguments(parser)
     return parser
 
@@ -152,10 +159,9 @@ def _add_tuning_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     if args.list_envs:
-        import envs
+        from agents.listing import env_listing
 
-        for suite, ids in envs.SUITES.items():
-            print(f"{suite}: {' '.join(ids)}")
+        print(env_listing())
         return 0
     from agents.runs import METRICS_FILE
     from agents.training import train
@@ -190,6 +196,11 @@ def _train(args: argparse.Namespace) -> int:
     metrics = json.loads((run_dir / METRICS_FILE).read_text())
     print(f"\nRun folder: {run_dir}")
     _print_metrics(metrics)
+    repeat = shlex.join(
+        [str(run_dir), "--episodes", str(metrics["episodes"]), "--seed", str(metrics["seed"])]
+        + ["--n-envs", str(metrics["n_envs"])]
+    )
+    print(f"Repeat this evaluation: python evaluate.py {repeat}")
     print(f"Watch it: python evaluate.py {run_dir} --video {run_dir / 'video.mp4'}")
     return 0
 
@@ -233,7 +244,6 @@ def _optimize(args: argparse.Namespace, explicit: dict[str, Any]) -> int:
 
 def _evaluate_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="evaluate.py",
         description="Evaluate a trained agent: statistics, and optionally a video, memory "
         "traces, probes of what the memory holds and an HTML report.",
     )
@@ -260,7 +270,7 @@ def _evaluate_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", metavar="PATH", help="also write the statistics here")
     parser.add_argument("--video", metavar="PATH", help="record a video (.mp4 or .gif)")
     parser.add_argument("--video-episodes", type=int, default=1)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help=DEVICE_HELP)
     parser.add_argument(
         "--export",
         metavar="PATH.onnx|PATH.pt",
@@ -289,7 +299,7 @@ def _evaluate_parser() -> argparse.ArgumentParser:
     memory.add_argument(
         "--report",
         action="store_true",
-        help="write report.html (and report_video.mp4) into the run folder",
+        help="write report.html into the run folder: one file, figures and video inlined",
     )
     return parser
 
@@ -348,7 +358,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _print_metrics(metrics: dict[str, Any]) -> None:
     mode = "deterministic" if metrics["deterministic"] else "stochastic"
     low, high = metrics["ci95"]
-    print(f"{metrics['env_id']}  {metrics['algo']}  {metrics['episodes']} episodes ({mode})")
+    episodes = f"{metrics['episodes']} episodes ({mode}{_seeds(metrics)})"
+    print(f"{metrics['env_id']}  {metrics['algo']}  {episodes}")
     if metrics["success_rate"] is not None:
         ceiling = metrics["memoryless_ceiling"]
         beside = f"   (memoryless ceiling: {ceiling:.2f})" if ceiling is not None else ""
@@ -358,3 +369,11 @@ def _print_metrics(metrics: dict[str, Any]) -> None:
         f"(95% CI {low:.3f} .. {high:.3f})"
     )
     print(f"  mean length   {metrics['mean_length']:.1f}")
+
+
+def _seeds(metrics: dict[str, Any]) -> str:
+    """Which episodes: env i of n is seeded seed + i, so both numbers name them."""
+    if "seed" not in metrics or "n_envs" not in metrics:  # metrics.json of version 0.1.0
+        return ""
+    n_envs = metrics["n_envs"]
+    return f", seed {metrics['seed']}, {n_envs} env{'s' if n_envs > 1 else ''}"

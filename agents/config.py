@@ -143,8 +143,28 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def read_by_algo(self) -> dict[str, Any]:
+        """The keys this run's algorithm reads (config.yaml keeps them all)."""
+        others = [keys for algo, keys in ALGO_ONLY_KEYS.items() if algo != self.algo]
+        ignored = {key for keys in others for key in keys}
+        return {key: value for key, value in self.to_dict().items() if key not in ignored}
+
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+# Keys that one algorithm reads and the others ignore (grouped so in TrainConfig).
+ALGO_ONLY_KEYS: dict[str, tuple[str, ...]] = {
+    "recurrent_ppo": (
+        "privileged_critic",
+        "recurrent_cell",
+        "lstm_hidden_size",
+        "n_lstm_layers",
+        "enable_critic_lstm",
+        "shared_lstm",
+        "bptt_length",
+        "recompute_states",
+    ),
+    "ppo_framestack": ("frame_stack",),
+}
 
 
 def load_presets(path: Path = PRESETS_FILE) -> dict[str, dict[str, Any]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import functools
 import importlib
+import inspect
 import os
 import pickle
 import sys
@@ -19,6 +20,7 @@ from typing import Any
 
 import gymnasium as gym
 from gymnasium import spaces
+from gymnasium.envs.registration import load_env_creator
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import (
     DummyVecEnv,
@@ -32,6 +34,7 @@ import envs  # noqa: F401  (registers our ids)
 from agents.config import TrainConfig
 from agents.errors import UserError
 from agents.inputs import PRIVILEGED_KEY, PreviousAction, PrivilegedObservation
+from envs.mujoco_notices import quiet_gymnasium_notices
 
 
 def resolve_env(env: str) -> str | Callable[..., gym.Env]:
@@ -72,14 +75,39 @@ def make_single_env(env: str, env_kwargs: dict[str, Any] | None = None, **make_k
     entry = resolve_env(env)
     kwargs = {**(env_kwargs or {}), **make_kwargs}
     try:
-        made = gym.make(entry, **kwargs) if isinstance(entry, str) else entry(**kwargs)
+        if isinstance(entry, str):
+            with quiet_gymnasium_notices(entry):
+                made = gym.make(entry, **kwargs)
+        else:
+            made = entry(**kwargs)
     except (TypeError, ValueError) as error:  # constructors refuse bad settings this way
+        if "render_mode" in kwargs and not _takes_render_mode(entry):
+            raise cannot_render(env, "its constructor takes no render_mode argument") from None
         raise UserError(
             f"env {env!r} rejected its arguments ({error}); check --env-kwargs"
         ) from None
     if not isinstance(made, gym.Env):
         raise UserError(f"{env!r} returned {type(made).__name__}, not a gymnasium.Env")
     return made
+
+
+def cannot_render(env: str, reason: str) -> UserError:
+    """The one error for an env that gives no frames for a video, with Gymnasium's recipe."""
+    return UserError(
+        f"env {env!r} cannot render ({reason}); to record it, follow Gymnasium's convention: "
+        "accept render_mode=None in __init__, keep it as self.render_mode, list 'rgb_array' "
+        "in metadata['render_modes'] and return an RGB array from render()"
+    )
+
+
+def _takes_render_mode(entry: str | Callable[..., gym.Env]) -> bool:
+    """Whether the env's constructor accepts ``render_mode`` (True when it cannot be told)."""
+    creator = load_env_creator(gym.spec(entry).entry_point) if isinstance(entry, str) else entry
+    try:
+        parameters = inspect.signature(creator).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C extension without a signature
+        return True
+    return any(p.name == "render_mode" or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 def memoryless_ceiling(env: gym.Env | VecEnv) -> float | None:

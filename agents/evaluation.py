@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 from scipy import stats
 
-from agents.environments import memoryless_ceiling
+from agents.environments import cannot_render, memoryless_ceiling
 from agents.errors import UserError
 from agents.rollout import Episode, episodes, steps
 from agents.runs import Run, load
@@ -32,7 +32,8 @@ def evaluate(
 
     Returns env_id, algo, episodes, mean_return, std_return, ci95 (Student-t interval of the
     mean return), mean_length, success_rate (None when the env does not report
-    ``info["is_success"]``) and the task's memoryless_ceiling (None when it states none).
+    ``info["is_success"]``), the task's memoryless_ceiling (None when it states none), and
+    deterministic, seed and n_envs, which name the episodes: env i of n_envs is seeded seed + i.
     """
     if n_episodes <= 0 or n_envs <= 0 or video_episodes <= 0:
         raise UserError("episodes, n_envs and video episodes must be positive integers")
@@ -52,6 +53,7 @@ def evaluate(
         "memoryless_ceiling": ceiling,
         "deterministic": deterministic,
         "seed": seed,
+        "n_envs": n_envs,
     }
     if video is not None:
         metrics["video"] = str(record_video(run, video, video_episodes, deterministic, seed))
@@ -110,10 +112,8 @@ class FrameCollector(gym.Wrapper):
     def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
         if env.render_mode != "rgb_array":
-            raise UserError(
-                f"env {env.spec.id if env.spec else env} cannot render rgb_array "
-                "frames, so it cannot make a video"
-            )
+            name = env.spec.id if env.spec else type(env.unwrapped).__name__
+            raise cannot_render(name, f"its render_mode is {env.render_mode!r}, not 'rgb_array'")
         self.frames: list[np.ndarray] = []
 
     def reset(self, **kwargs):

@@ -26,6 +26,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from agents.algos import algo_class
 from agents.config import TrainConfig, from_dict, make_config
+from agents.devices import check_device
 from agents.environments import make_vec, spaces_mismatch
 from agents.errors import UserError
 
@@ -137,6 +138,7 @@ def load(
     example a longer variant); its spaces must match the model's, which ``Run.make_env``
     checks.
     """
+    check_device(device)
     model_path = _find_model(Path(path))
     config = _find_config(model_path, env)
     changes: dict[str, Any] = {}

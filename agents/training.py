@@ -13,10 +13,12 @@ from stable_baselines3.common.logger import configure
 
 from agents.algos import build_model
 from agents.config import TrainConfig, from_dict, make_config
+from agents.devices import check_device
 from agents.environments import make_single_env, make_vec, with_agent_inputs
 from agents.errors import UserError
 from agents.evaluation import evaluate
 from agents.insight.plots import LEARNING_CURVE_FILE, plot_learning_curve, save_png
+from agents.progress import progress_callback
 from agents.runs import (
     CHECKPOINTS_DIR,
     MODEL_FILE,
@@ -74,7 +76,7 @@ def train(
     model.set_logger(configure(str(run_dir), ["tensorboard", "csv"]))
     callbacks = _callbacks(config, run_dir, after_eval)
     try:
-        model.learn(config.n_timesteps, callback=callbacks, progress_bar=config.progress)
+        model.learn(config.n_timesteps, callback=callbacks)
     except KeyboardInterrupt:
         _save(model, run_dir)
         raise TrainingInterrupted(run_dir, model.num_timesteps) from None
@@ -98,17 +100,13 @@ def train(
 
 def _check_runnable(config: TrainConfig) -> None:
     """Fail on a bad env, env argument, input wrapper or device before a run folder exists."""
+    check_device(config.device)
     env = with_agent_inputs(make_single_env(config.env, config.env_kwargs), config)
     env.close()
     if config.use_sde and not isinstance(env.action_space, gym.spaces.Box):
         raise UserError(
             f"use_sde explores in continuous actions, but {config.env} acts in "
             f"{env.action_space}; set use_sde=false"
-        )
-    if config.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(
-            f"device {config.device!r} asked for, but torch sees no CUDA GPU; "
-            "use --device cpu (or auto)"
         )
 
 
@@ -144,6 +142,7 @@ def _callbacks(
                 save_vecnormalize=config.normalize,
             )
         )
+    callbacks.append(progress_callback(config.progress, callbacks))
     return callbacks
 
 

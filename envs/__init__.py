@@ -9,11 +9,14 @@ Suites (lists of registered ids):
 
 Tasks that need memory document a *memoryless ceiling*: the best success rate any policy
 without memory can reach. It is readable on any made env as
-``env.get_wrapper_attr("memoryless_ceiling")``.
+``env.get_wrapper_attr("memoryless_ceiling")``. :func:`describe` says in a few words what a
+task's memory must carry, or what a robot does not see.
+
+Without ``import envs``, ``gymnasium.make("envs:Hopper-P-v5")`` imports it first.
 """
 
-from envs.memory_suite import MEMORY
-from envs.pomdp_suite import POMDP_CLASSIC, POMDP_MUJOCO
+from envs.memory_suite import CARRIES, MEMORY
+from envs.pomdp_suite import HIDES, POMDP_CLASSIC, POMDP_MUJOCO
 
 SUITES: dict[str, list[str]] = {
     "memory": MEMORY,
@@ -21,4 +24,15 @@ SUITES: dict[str, list[str]] = {
     "pomdp_classic": POMDP_CLASSIC,
 }
 
-__all__ = ["MEMORY", "POMDP_CLASSIC", "POMDP_MUJOCO", "SUITES"]
+
+def describe(env_id: str) -> str:
+    """E.g. "carries: the first symbol, across 1 to 10 x's" or "hides: velocities"; "" for an
+    id that is not ours."""
+    if env_id in CARRIES:
+        return f"carries: {CARRIES[env_id]}"
+    if env_id in HIDES:
+        return f"hides: {HIDES[env_id]}"
+    return ""
+
+
+__all__ = ["MEMORY", "POMDP_CLASSIC", "POMDP_MUJOCO", "SUITES", "describe"]

@@ -29,3 +29,21 @@ for _id, (_entry_point, _kwargs, _max_steps) in _TASKS.items():
         register(id=_id, entry_point=_entry_point, kwargs=_kwargs, max_episode_steps=_max_steps)
 
 MEMORY: list[str] = list(_TASKS)
+
+# What each task's memory must carry, in a few words (train.py --list-envs).
+CARRIES: dict[str, str] = {
+    "Timer-v0": "the time left in a pulse of up to 20 steps",
+    "Timer-Long-v0": "the time left in a pulse of up to 100 steps",
+    "Timer-Jaeger-v0": "the time left in a pulse of up to 1000 steps",
+    "DinnerCycle-v0": "the last dish seen and the nights since, mod 3",
+    "ChildrensBook-v0": "the subject and the place in the sentence",
+    "Counting-v0": "the count of a's (1 to 10) while writing b's",
+    "Counting-Long-v0": "the count of a's (11 to 20) while writing b's",
+    "SelectiveCounting-v0": "the count of a's among x's while writing b's",
+    "MemoryStates-v0": "the first symbol, across 1 to 10 x's",
+    "MemoryStates-Long-v0": "the first symbol, across 1 to 100 x's",
+    "Copy-v0": "a string of 1 to 5 symbols",
+    "Copy-Long-v0": "a string of 1 to 10 symbols",
+    "TMaze-v0": "the sign at the start, down a corridor of 10 cells",
+    "TMaze-Long-v0": "the sign at the start, down a corridor of 50 cells",
+}

@@ -21,6 +21,7 @@ from typing import Any
 import gymnasium as gym
 from gymnasium.envs.registration import load_env_creator
 
+from envs.mujoco_notices import quiet_gymnasium_notices
 from envs.wrappers import MaskObservation, SensorDropout
 
 # A burst starts on 10 % of present steps and lasts 4 steps on average, so a group is missing
@@ -28,6 +29,9 @@ from envs.wrappers import MaskObservation, SensorDropout
 # 0.03 s for Hopper and Walker2d) outlast a 2-frame stack; 71 % presence keeps them learnable.
 DROPOUT_START_PROB = 0.1
 DROPOUT_MEAN_BURST = 4.0
+DROPOUT_SHARE = (  # p*m/(1+p*m): the share of steps a group is missing
+    DROPOUT_START_PROB * DROPOUT_MEAN_BURST / (1 + DROPOUT_START_PROB * DROPOUT_MEAN_BURST)
+)
 
 ROBOTS = ("HalfCheetah", "Hopper", "Walker2d", "Ant")
 
@@ -39,7 +43,8 @@ PENDULUM_GROUPS = {"positions": (0, 1), "velocities": (2,)}  # cos, sin | angula
 def make_base(base_id: str, **kwargs: Any) -> gym.Env:
     """The bare base env of a registered id (no TimeLimit or checker: the outer make adds them)."""
     spec = gym.spec(base_id)
-    return load_env_creator(spec.entry_point)(**{**spec.kwargs, **kwargs})
+    with quiet_gymnasium_notices(base_id):
+        return load_env_creator(spec.entry_point)(**{**spec.kwargs, **kwargs})
 
 
 def make_masked(
@@ -72,33 +77,52 @@ def _register(env_id: str, entry_point: str, base_id: str, **kwargs: Any) -> Non
     )
 
 
+# id -> what the agent does not see, for listings (train.py --list-envs)
+HIDES: dict[str, str] = {}
+
+
 def _register_suites() -> tuple[list[str], list[str]]:
     mujoco: list[str] = []
     for robot in ROBOTS:
-        for suffix, shown in (("P", "positions"), ("V", "velocities")):
+        contacts = ["contact forces"] if robot == "Ant" else []
+        for suffix, shown, hidden in (
+            ("P", "positions", ["velocities"]),
+            ("V", "velocities", ["positions", "joint angles"]),
+        ):
             env_id = f"{robot}-{suffix}-v5"
             _register(env_id, "envs.pomdp_suite:make_masked", f"{robot}-v5", keep=(shown,))
+            HIDES[env_id] = _in_words(hidden + contacts)
             mujoco.append(env_id)
     for robot in ROBOTS:
         _register(f"{robot}-Dropout-v5", "envs.pomdp_suite:make_dropout", f"{robot}-v5")
+        HIDES[f"{robot}-Dropout-v5"] = (
+            f"each sensor group {DROPOUT_SHARE:.0%} of the time, in bursts of "
+            f"~{DROPOUT_MEAN_BURST:g} steps"
+        )
         mujoco.append(f"{robot}-Dropout-v5")
     gym.register(
         id="Reacher-Cue-v5",
         entry_point="envs.reacher_cue:make_reacher_cue",
         max_episode_steps=gym.spec("Reacher-v5").max_episode_steps,
     )
+    HIDES["Reacher-Cue-v5"] = "the target, once a cue at the start (the arm held) is over"
     mujoco.append("Reacher-Cue-v5")
 
     classic: list[str] = []
-    for env_id, base_id, groups in (
-        ("CartPole-P-v1", "CartPole-v1", CARTPOLE_GROUPS),
-        ("Pendulum-P-v1", "Pendulum-v1", PENDULUM_GROUPS),
+    for env_id, base_id, groups, hidden in (
+        ("CartPole-P-v1", "CartPole-v1", CARTPOLE_GROUPS, "the cart's and the pole's velocities"),
+        ("Pendulum-P-v1", "Pendulum-v1", PENDULUM_GROUPS, "the angular velocity"),
     ):
         _register(
             env_id, "envs.pomdp_suite:make_masked", base_id, keep=("positions",), groups=groups
         )
+        HIDES[env_id] = hidden
         classic.append(env_id)
     return mujoco, classic
+
+
+def _in_words(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 POMDP_MUJOCO, POMDP_CLASSIC = _register_suites()

@@ -1,14 +1,21 @@
 """train.py and evaluate.py as a user runs them: a run folder, statistics, video, clear errors."""
 
 import json
+import os
+import re
+import shlex
 import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from agents.cli import train_main
-from tests.conftest import TINY_RUN, run_script
+import agents
+import envs
+from agents.cli import evaluate_main, train_main
+from tests.conftest import REPO, TINY_RUN, TINY_TRAIN, run_script
 
 
 @pytest.mark.parametrize(
@@ -124,11 +131,75 @@ def test_user_error_from_the_script_itself(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
-def test_cuda_without_gpu_is_a_user_error(tmp_path):
-    result = run_script("train.py", "--device", "cuda", "--run-dir", str(tmp_path / "run"))
-    _assert_user_error(result, "torch sees no CUDA GPU")
+def _in_process(main, argv: list[str], capsys) -> subprocess.CompletedProcess:
+    """train.py's or evaluate.py's main, run here (the scripts are tested around this)."""
+    code = main(argv)
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, code, captured.out, captured.err)
+
+
+# torch knows no "tpu"; no machine has a hundredth GPU; "cuda" or "mps" where there is none
+MISSING_DEVICES = ["tpu", "cuda:99"] + ([] if torch.cuda.is_available() else ["cuda"])
+MISSING_DEVICES += [] if torch.backends.mps.is_available() else ["mps"]
+
+
+@pytest.mark.parametrize("device", MISSING_DEVICES)
+def test_a_device_this_machine_lacks_is_the_same_one_line_in_both_commands(
+    device, memory_run, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    trained = _in_process(train_main, ["--device", device, "--run-dir", "run"], capsys)
+    _assert_user_error(trained, repr(device))
     assert not (tmp_path / "run").exists()
+    evaluated = _in_process(evaluate_main, [str(memory_run), "--device", device], capsys)
+    _assert_user_error(evaluated, repr(device))
+    assert evaluated.stderr == trained.stderr
+
+
+def test_list_envs_gives_each_id_what_is_hidden_or_carried_and_its_ceiling(capsys):
+    listed = _in_process(train_main, ["--list-envs"], capsys)
+    assert listed.returncode == 0, listed.stderr
+    lines = {line.split()[0]: line for line in listed.stdout.splitlines() if line.startswith("  ")}
+    every_id = [env_id for ids in envs.SUITES.values() for env_id in ids]
+    assert sorted(lines) == sorted(every_id)  # one line per id, nothing else indented
+    assert all(" carries: " in line or " hides: " in line for line in lines.values())
+    memory_states = lines["MemoryStates-v0"]
+    assert re.search(r"MemoryStates-v0 +0\.500 +carries: the first symbol", memory_states)
+    assert re.search(r"Counting-Long-v0 +0\.025 ", lines["Counting-Long-v0"])  # from its kwargs
+    assert re.search(r"Hopper-P-v5 +- +hides: velocities", lines["Hopper-P-v5"])
+    assert "hides: positions" in lines["Walker2d-V-v5"] and "contact forces" in lines["Ant-V-v5"]
+    assert re.search(r"Reacher-Cue-v5 +0\.010 +hides: the target", lines["Reacher-Cue-v5"])
+
+
+def test_output_into_a_closed_pipe_ends_quietly():
+    """`train.py --list-envs | head -3`: a reader that stops early is no error of the user's."""
+    process = subprocess.Popen(
+        [sys.executable, "train.py", "--list-envs"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    process.stdout.close()  # the reader has gone before the first line
+    stderr = process.stderr.read()
+    assert process.wait(timeout=300) != 0
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+
+
+def test_an_env_id_needs_no_import_with_gymnasiums_module_prefix(tmp_path):
+    """Gymnasium (>= 1.0) has no plugin entry point for env packages; "envs:Hopper-P-v5"
+    imports envs, which registers the id, inside gymnasium.make itself."""
+    script = "import gymnasium as gym; print(gym.make('envs:Hopper-P-v5').observation_space)"
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "(5,)" in result.stdout  # Hopper's 5 positions, its 6 velocities hidden
 
 
 def test_unknown_algo_is_refused_by_the_parser():
@@ -163,6 +234,38 @@ def test_evaluate_user_errors(tmp_path, memory_run):
     _assert_user_error(
         run_script("evaluate.py", str(memory_run), "--video", "v.avi"), "must end in .mp4 or .gif"
     )
+
+
+def test_normalised_run_on_an_env_of_other_spaces_is_a_mismatch_not_a_corrupt_file(
+    tmp_path, capsys
+):
+    run_dir = agents.train(
+        env="Pendulum-P-v1", run_dir=tmp_path / "run", **{**TINY_TRAIN, "normalize": True}
+    )
+    assert (run_dir / "vecnormalize.pkl").is_file()
+    result = _in_process(evaluate_main, [str(run_dir), "--env", "Pendulum-v1"], capsys)
+    _assert_user_error(result, "model and env do not match", "(2,)", "env 'Pendulum-v1' gives")
+    assert "corrupt" not in result.stderr
+
+
+def test_final_evaluation_prints_its_seed_and_the_command_that_repeats_it(
+    tmp_path, monkeypatch, capsys
+):
+    """train.py's final evaluation and evaluate.py's default use other seeds (other
+    episodes); both print theirs, and train.py's command repeats its numbers exactly."""
+    monkeypatch.chdir(tmp_path)
+    trained = _in_process(train_main, ["--run-dir", "run", *TINY_RUN], capsys)
+    assert trained.returncode == 0, trained.stderr
+    assert "4 episodes (deterministic, seed 1000000, 2 envs)" in trained.stdout
+    repeat = re.search(r"^Repeat this evaluation: python evaluate.py (.*)$", trained.stdout, re.M)
+    assert repeat, trained.stdout
+    evaluated = _in_process(evaluate_main, [*shlex.split(repeat[1]), "--json", "s.json"], capsys)
+    assert "4 episodes (deterministic, seed 1000000, 2 envs)" in evaluated.stdout
+    final, again = (json.loads(Path(name).read_text()) for name in ("run/metrics.json", "s.json"))
+    assert again["mean_return"] == final["mean_return"]
+    assert again["mean_length"] == final["mean_length"]
+    default = _in_process(evaluate_main, ["run", "--episodes", "3"], capsys)
+    assert "3 episodes (deterministic, seed 0, 1 env)" in default.stdout
 
 
 def test_mujoco_robot_video(tmp_path):

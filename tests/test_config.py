@@ -1,9 +1,19 @@
 """Config resolution: preset < --config < --set < explicit flags, and clear errors."""
 
+from itertools import chain
+
 import pytest
 import yaml
 
-from agents.config import TrainConfig, coerce, make_config, parse_assignments, preset_for
+from agents.config import (
+    ALGO_ONLY_KEYS,
+    FIELDS,
+    TrainConfig,
+    coerce,
+    make_config,
+    parse_assignments,
+    preset_for,
+)
 from agents.errors import UserError
 
 
@@ -126,3 +136,17 @@ def test_config_keys_reach_the_model(env, key, value, read):
     vec = make_vec(config, 1, seed=0)
     assert read(build_model(config, vec)) == value
     vec.close()
+
+
+@pytest.mark.parametrize(
+    ("algo", "read", "ignored"),
+    [
+        ("recurrent_ppo", "lstm_hidden_size", "frame_stack"),
+        ("ppo", "learning_rate", "lstm_hidden_size"),
+        ("ppo_framestack", "frame_stack", "bptt_length"),
+    ],
+)
+def test_a_config_names_the_keys_its_algo_reads(algo, read, ignored):
+    assert set(chain.from_iterable(ALGO_ONLY_KEYS.values())) <= set(FIELDS)
+    keys = make_config(algo=algo).read_by_algo()
+    assert read in keys and ignored not in keys

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import json
@@ -15,11 +16,17 @@ from matplotlib.image import imread
 
 import agents
 from agents.cli import evaluate_main
-from agents.insight.plots import LEARNING_CURVE_FILE, plot_learning_curve, save_png
+from agents.insight.plots import (
+    LEARNING_CURVE_FILE,
+    MAX_STEPS,
+    plot_learning_curve,
+    plot_units,
+    save_png,
+)
+from agents.insight.probes import Probe, UnitScore
 from agents.insight.traces import load_trace
-from tests.conftest import TINY_TRAIN
+from tests.conftest import TINY_TRAIN as TINY
 
-TINY = TINY_TRAIN
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -80,15 +87,70 @@ def test_evaluate_traces_probes_and_reports(reported):
 
     page = (run_dir / "report.html").read_text()
     assert f"Report: {run_dir / 'report.html'}" in result.stdout
-    assert (run_dir / "report_video.mp4").stat().st_size > 0
     assert "memoryless baseline: baseline" in page  # the sibling ppo run's metrics
     assert "Memoryless ceiling of the task: <b>0.500</b>" in page
     for section in ("Evaluation", "Learning curve", "Rollout", "Memory", "Probes", "Config"):
         assert f"<h2>{section}</h2>" in page or f"<h3>{section}</h3>" in page
+    assert "<h3>Units that track the task</h3>" in page
+    # one file: the figures and the video are in the page, nothing beside it
     sources = re.findall(r"src='([^']*)'", page)
-    assert sources.count("report_video.mp4") == 1
-    images = [s for s in sources if s != "report_video.mp4"]
+    videos = [s for s in sources if s.startswith("data:video/mp4;base64,")]
+    assert len(videos) == 1 and len(base64.b64decode(videos[0].split(",", 1)[1])) > 1000
+    images = [s for s in sources if s not in videos]
     assert len(images) >= 3 and all(s.startswith("data:image/png;base64,") for s in images)
+    assert not list(run_dir.glob("*.mp4"))
+
+
+def test_report_says_what_its_heatmaps_draw(reported):
+    run_dir, _ = reported
+    trace = load_trace(run_dir.parent / "trace.npz")
+    assert len(trace) <= MAX_STEPS  # 12 MemoryStates episodes of at most 12 steps
+    page = (run_dir / "report.html").read_text()
+    assert f"The heatmaps draw all 12 traced episodes ({len(trace)} steps)" in page
+
+
+def test_report_states_each_budget_and_marks_a_baseline_trained_for_less(reported, memory_run):
+    run_dir, _ = reported
+    page = (run_dir / "report.html").read_text()
+    steps = json.loads((memory_run / "metrics.json").read_text())["n_timesteps"]
+    row = f"<th>training steps</th><td class='num'>{steps:,}</td><td class='num'>256</td>"
+    assert row in page
+    assert "Unequal budgets: the memoryless baseline trained for 256 steps, this run for " in page
+    assert f"--algo ppo --timesteps {steps}" in page
+
+
+def test_report_config_lists_the_keys_of_its_algo_only(reported):
+    page = (reported[0] / "report.html").read_text()
+    config = page[page.index("<h2>Config</h2>") :]
+    assert "<th>lstm_hidden_size</th>" in config and "<th>bptt_length</th>" in config
+    assert "<th>frame_stack</th>" not in config  # ppo_framestack's, not recurrent_ppo's
+    assert "<th>learning_rate</th>" in config
+
+
+def _overlap(first, second) -> float:
+    """Area shared by two display boxes, in square pixels."""
+    width = min(first.x1, second.x1) - max(first.x0, second.x0)
+    height = min(first.y1, second.y1) - max(first.y0, second.y0)
+    return max(width, 0) * max(height, 0)
+
+
+@pytest.mark.parametrize("with_probes", [True, False])
+def test_units_plot_legends_leave_the_data_free(reported, with_probes):
+    trace = load_trace(reported[0].parent / "trace.npz")
+    units = [UnitScore("actor/layer0/h", unit, 0.9 - 0.1 * unit) for unit in range(3)]
+    probe = Probe(
+        "cue", "classification", "accuracy", 1.0, 0.5, 0.5, "actor/layer0/h", {}, units, "r", 8, 4
+    )
+    figure = plot_units(trace, [probe] if with_probes else None)
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    data_axes = [axes for axes in figure.axes if axes.lines]
+    legends = [axes.get_legend() for axes in figure.axes if axes.get_legend() is not None]
+    assert legends
+    for legend in legends:
+        box = legend.get_window_extent(renderer)
+        for axes in data_axes:
+            assert _overlap(box, axes.get_window_extent(renderer)) < 1.0
 
 
 def test_memory_options_fail_early_with_a_clear_line(tmp_path, memory_run):
@@ -168,3 +230,6 @@ def test_report_of_a_robot_without_latents(tmp_path):
     page = (run_dir / "report.html").read_text()
     assert "No probes" in page and "actor/layer0" in page
     assert "<video" in page or "No video" in page
+    assert "<h3>Most active units</h3>" in page and "Units that track" not in page
+    # Pendulum's episodes last 200 steps: the heatmaps draw the first of them
+    assert re.search(r"The heatmaps draw the first of the \d+ traced episodes \(200 of", page)

@@ -9,10 +9,13 @@ import pytest
 
 import agents
 from agents.algos import build_model
+from agents.cli import evaluate_main
 from agents.config import make_config
 from agents.environments import make_vec
+from agents.insight.report import write_report
 from agents.runs import load
 from tests.conftest import TINY_RUN, run_script
+from tests.conftest import TINY_TRAIN as TINY
 
 
 def _actions(model, observations, starts):
@@ -124,6 +127,41 @@ def test_users_env_with_subprocess_envs(tmp_path, monkeypatch):
         run_dir=tmp_path / "run",
     )
     assert (run_dir / "model.zip").is_file()
+
+
+# Takes render_mode (so make passes it) but keeps none: Gymnasium's Env.render_mode is None.
+SILENT_ENV = USER_ENV + textwrap.dedent("""
+    class Silent(Echo):
+        def __init__(self, render_mode=None):
+            pass
+""")
+
+
+@pytest.mark.parametrize(
+    ("env_class", "reason"),
+    [
+        ("Echo", "its constructor takes no render_mode argument"),
+        ("Silent", "its render_mode is None, not 'rgb_array'"),
+    ],
+)
+def test_users_env_that_cannot_render_says_how_to_add_render_mode(
+    env_class, reason, tmp_path, monkeypatch, capsys
+):
+    """The video and the report's video say that the env cannot render and how to make it,
+    not that the user's --env-kwargs were wrong."""
+    (tmp_path / "silent_robot.py").write_text(SILENT_ENV)
+    monkeypatch.chdir(tmp_path)
+    env = f"silent_robot:{env_class}"
+    run_dir = agents.train(env=env, run_dir=tmp_path / "run", **TINY)
+    code = evaluate_main([str(run_dir), "--episodes", "2", "--video", "echo.mp4"])
+    error = capsys.readouterr().err
+    assert code == 2 and len(error.strip().splitlines()) == 1, error
+    name = env if env_class == "Echo" else env_class  # a constructed env has no id of its own
+    assert f"env {name!r} cannot render ({reason})" in error and "render_mode=None" in error
+    assert "--env-kwargs" not in error
+    run = load(run_dir)
+    page = write_report(run, agents.evaluate(run, n_episodes=2)).read_text()
+    assert "No video: env " in page and "render_mode=None in __init__" in page
 
 
 def test_run_folder_saved_by_an_earlier_layout_still_loads_and_acts():

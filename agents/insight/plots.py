@@ -63,6 +63,19 @@ def _window(trace: Trace, max_steps: int) -> slice:
     return slice(0, int(whole[-1]) if len(whole) else min(max_steps, len(trace)))
 
 
+def drawn_episodes(trace: Trace, max_steps: int = MAX_STEPS) -> str:
+    """What the heatmaps and unit plots draw of ``trace``, in words: "all 12 traced episodes
+    (96 steps)", "the first 3 of the 10 traced episodes (183 of 1078 steps)"."""
+    window = _window(trace, max_steps)
+    traced = int((trace["t"] == 0).sum())
+    if window.stop == len(trace):
+        episodes = "the one traced episode" if traced == 1 else f"all {traced} traced episodes"
+        return f"{episodes} ({len(trace)} steps)"
+    whole = int(trace["done"][window].sum())
+    first = {0: "part of the first", 1: "the first"}.get(whole, f"the first {whole}")
+    return f"{first} of the {traced} traced episodes ({window.stop} of {len(trace)} steps)"
+
+
 def _episode_starts(trace: Trace, window: slice) -> np.ndarray:
     t = trace["t"][window]
     return np.flatnonzero(t == 0)
@@ -165,7 +178,7 @@ def plot_units(
         values = trace[f"{layer}/h"][window]
         active = np.argsort(values.var(axis=0))[::-1][:per_latent]
         panels.append(("", [(f"{layer}/h", int(u), "most variable") for u in active]))
-    figure = new_figure(figsize=(12, 2.2 * len(panels) + 0.5))
+    figure = new_figure(figsize=(12, 2.4 * len(panels) + 0.5), layout="constrained")
     axes_list = figure.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
     for axes, (latent, units) in zip(axes_list, panels, strict=True):
         for quantity, unit, label in units:
@@ -176,6 +189,7 @@ def plot_units(
                 label=f"{describe(quantity)} unit {unit} ({label})",
             )
         axes.set_ylabel("activation")
+        handles, labels = axes.get_legend_handles_labels()
         if latent:
             twin = axes.twinx()
             twin.step(
@@ -185,14 +199,20 @@ def plot_units(
                 color="black",
                 linewidth=1.5,
                 alpha=0.5,
-                label=latent,
             )
             twin.set_ylabel(latent)
-            twin.legend(fontsize=7, loc="lower right", framealpha=0.7)
-            axes.set_title(f"units that track {latent}", fontsize=9)
-        else:
-            axes.set_title("most active units", fontsize=9)
-        axes.legend(fontsize=7, loc="upper left", framealpha=0.7)
+            handles.append(twin.lines[0])
+            labels.append(f"{latent} (right axis)")
+        # above the axes, one legend for both: inside, it would cover the lines it names
+        axes.legend(
+            handles,
+            labels,
+            loc="lower left",
+            bbox_to_anchor=(0, 1),
+            ncol=2,
+            fontsize=7,
+            frameon=False,
+        )
         _mark_episodes(axes, starts)
     axes_list[-1].set_xlabel("step (dashed lines: episode starts)")
     return figure

@@ -1,9 +1,9 @@
 """report.html: one page that shows a run whole, written into its run folder.
 
-Plain HTML with the figures inlined as base64 PNGs, so the page is one file that opens
-anywhere; only the rollout video sits beside it (``report_video.mp4``), played by a
-``<video>`` tag. Sections: evaluation beside the memoryless baseline, learning curve, video,
-memory heatmaps, probes, config.
+Plain HTML with the figures inlined as base64 PNGs and the rollout video as a base64 MP4, so
+the page is one self-contained file that opens anywhere and can be mailed as it is. Sections:
+evaluation beside the memoryless baseline, learning curve, video, memory heatmaps, probes,
+config.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import base64
 import html
 import json
 import math
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -21,14 +22,21 @@ from gymnasium.error import DependencyNotInstalled
 
 from agents.errors import UserError
 from agents.evaluation import record_video
-from agents.insight.plots import plot_learning_curve, plot_memory, plot_units, png_bytes
+from agents.insight.plots import (
+    drawn_episodes,
+    plot_learning_curve,
+    plot_memory,
+    plot_units,
+    png_bytes,
+)
 from agents.insight.probes import NOISE_STD, Probe, describe
 from agents.insight.traces import Trace
 from agents.runs import CONFIG_FILE, METRICS_FILE, Run
 
 REPORT_FILE = "report.html"
-VIDEO_FILE = "report_video.mp4"
 BASELINE_ALGO = "ppo"
+# Budgets further apart than this ratio make the baseline a comparison to be marked.
+BUDGET_RATIO = 1.1
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1250px; margin: 2em auto; color: #222;
@@ -61,15 +69,17 @@ def write_report(
     video: bool = True,
     seed: int = 0,
 ) -> Path:
-    """Write ``report.html`` (and ``report_video.mp4`` beside it) into the run folder."""
+    """Write ``report.html`` into the run folder."""
     folder = Path(folder) if folder else run_folder(run)
     folder.mkdir(parents=True, exist_ok=True)
+    # the steps of the model evaluated: a checkpoint's, not the whole run's
+    metrics = {**metrics, "n_timesteps": run.model.num_timesteps}
     sections = [
         _evaluation_section(metrics, folder),
         _figure_section("Learning curve", plot_learning_curve(folder), "learning curve"),
     ]
     if video:
-        sections.append(_video_section(run, folder, metrics.get("deterministic", True), seed))
+        sections.append(_video_section(run, metrics.get("deterministic", True), seed))
     if trace is not None:
         sections.append(_memory_section(trace, probes))
     sections.append(_config_section(run))
@@ -104,7 +114,7 @@ def _figure_section(title: str, figure, alt: str) -> str:
 
 def find_baseline(folder: Path, env_id: str) -> tuple[Path, dict[str, Any]] | None:
     """The newest sibling run folder of the memoryless baseline (algo ppo) on the same env
-    that finished (has metrics.json)."""
+    that finished (has metrics.json), with its metrics and training steps."""
     candidates = []
     for sibling in folder.parent.iterdir() if folder.parent.is_dir() else []:
         metrics_path = sibling / METRICS_FILE
@@ -117,6 +127,7 @@ def find_baseline(folder: Path, env_id: str) -> tuple[Path, dict[str, Any]] | No
             continue  # not a run folder, or a broken one: not a baseline to show
         if isinstance(config, dict) and config.get("env") == env_id:
             if config.get("algo") == BASELINE_ALGO:
+                metrics.setdefault("n_timesteps", config.get("n_timesteps"))  # 0.1.0's runs
                 candidates.append((metrics_path.stat().st_mtime, sibling, metrics))
     if not candidates:
         return None
@@ -136,6 +147,7 @@ def _evaluation_section(metrics: dict[str, Any], folder: Path) -> str:
         ("mean length", lambda m: f"{m['mean_length']:.1f}"),
         ("episodes", lambda m: f"{m['episodes']}"),
         ("actions", lambda m: "greedy" if m.get("deterministic", True) else "sampled"),
+        ("training steps", lambda m: _steps(m.get("n_timesteps"))),
     ]
     header = "".join(f"<th>{_e(name)}</th>" for name, _ in columns)
     body = "".join(
@@ -157,8 +169,26 @@ def _evaluation_section(metrics: dict[str, Any], folder: Path) -> str:
             f"one into the same parent folder with <code>python train.py --env "
             f"{_e(metrics['env_id'])} --algo ppo</code> to compare."
         )
+    elif _unequal(metrics.get("n_timesteps"), baseline[1].get("n_timesteps")):
+        steps = metrics["n_timesteps"]
+        notes.append(
+            f"<b>Unequal budgets: the memoryless baseline trained for "
+            f"{_steps(baseline[1]['n_timesteps'])} steps, this run for {_steps(steps)}</b>; "
+            f"for a like-for-like comparison train it with <code>python train.py --env "
+            f"{_e(metrics['env_id'])} --algo ppo --timesteps {steps}</code>."
+        )
     note = "".join(f"<p class='note'>{n}</p>" for n in notes)
     return f"<h2>Evaluation</h2>\n<table><tr><th></th>{header}</tr>{body}</table>\n{note}"
+
+
+def _steps(value: int | None) -> str:
+    return "—" if value is None else f"{value:,}"
+
+
+def _unequal(steps: int | None, baseline_steps: int | None) -> bool:
+    if not steps or not baseline_steps:
+        return False
+    return max(steps, baseline_steps) / min(steps, baseline_steps) > BUDGET_RATIO
 
 
 def _number(value: float | None) -> str:
@@ -169,16 +199,18 @@ def _number(value: float | None) -> str:
     )
 
 
-def _video_section(run: Run, folder: Path, deterministic: bool, seed: int) -> str:
-    try:
-        path = record_video(run, folder / VIDEO_FILE, 1, deterministic, seed)
-    except (UserError, DependencyNotInstalled) as error:  # cannot render rgb_array frames
-        return f"<h2>Rollout</h2>\n<p class='note'>No video: {_e(error)}</p>"
+def _video_section(run: Run, deterministic: bool, seed: int) -> str:
+    with tempfile.TemporaryDirectory() as scratch:
+        try:
+            path = record_video(run, Path(scratch) / "rollout.mp4", 1, deterministic, seed)
+        except (UserError, DependencyNotInstalled) as error:  # cannot render rgb_array frames
+            return f"<h2>Rollout</h2>\n<p class='note'>No video: {_e(error)}</p>"
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
     return (
         "<h2>Rollout</h2>\n"
-        f"<video src='{_e(path.name)}' controls autoplay muted loop playsinline></video>\n"
-        f"<p class='note'>The first evaluation episode, <code>{_e(path.name)}</code> beside "
-        "this page.</p>"
+        f"<video src='data:video/mp4;base64,{data}' controls autoplay muted loop playsinline>"
+        "</video>\n<p class='note'>The first evaluation episode (<code>evaluate.py "
+        "--video</code> records more).</p>"
     )
 
 
@@ -189,10 +221,11 @@ def _memory_section(trace: Trace, probes: list[Probe] | None) -> str:
         return "\n".join(parts)
     parts.append(
         f"<p>{trace.meta.get('episodes')} episodes, {len(trace)} steps traced "
-        f"(<code>evaluate.py --trace</code> saves them). Heatmaps show units (rows) against "
-        "time (columns) for the hidden state h, the cell state c and each gate; gates run "
-        "from 0 (closed, blue) to 1 (open, red), h and the candidate from -1 to 1. Dashed "
-        "lines start episodes. See docs/memory.md for how to read them.</p>"
+        f"(<code>evaluate.py --trace</code> saves them); the probes read them all. The "
+        f"heatmaps draw {drawn_episodes(trace)}: units (rows) against time (columns) for the "
+        "hidden state h, the cell state c and each gate; gates run from 0 (closed, blue) to 1 "
+        "(open, red), h and the candidate from -1 to 1. Dashed lines start episodes. See "
+        "docs/memory.md for how to read them, and how to draw another episode.</p>"
     )
     if probes:
         parts.append(_probe_table(probes))
@@ -206,9 +239,8 @@ def _memory_section(trace: Trace, probes: list[Probe] | None) -> str:
             parts.append(
                 f"<h3>{_e(layer)}</h3>\n{_img(png_bytes(plot_memory(trace, layer)), layer)}"
             )
-    parts.append(
-        f"<h3>Units that track the task</h3>\n{_img(png_bytes(plot_units(trace, probes)), 'units')}"
-    )
+    heading = "Units that track the task" if probes else "Most active units"
+    parts.append(f"<h3>{heading}</h3>\n{_img(png_bytes(plot_units(trace, probes)), 'units')}")
     return "\n".join(parts)
 
 
@@ -249,6 +281,6 @@ def _probe_table(probes: list[Probe]) -> str:
 def _config_section(run: Run) -> str:
     rows = "".join(
         f"<tr><th>{_e(key)}</th><td>{_e(value)}</td></tr>"
-        for key, value in run.config.to_dict().items()
+        for key, value in run.config.read_by_algo().items()
     )
     return f"<h2>Config</h2>\n<table>{rows}</table>"
