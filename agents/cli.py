@@ -11,11 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agents.config import ALGOS, VEC_ENVS, make_config, parse_assignments
+from agents import atomic
+from agents.config import ALGOS, VEC_ENVS, TrainConfig, make_config, parse_assignments
 from agents.errors import UserError
 
 EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C; SIGTERM gives 128 + 15
 
 
 def train_main(argv: list[str] | None = None) -> int:
@@ -48,6 +49,9 @@ def _guarded(action: Callable[[], int]) -> int:
         return EXIT_USER_ERROR
     except TrainingInterrupted as interrupted:
         print(f"\n{interrupted}", file=sys.stderr)
+        return 128 + interrupted.signum
+    except KeyboardInterrupt:  # outside training, where nothing is left to save
+        print("\ninterrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
@@ -107,6 +111,12 @@ def _train_parser() -> argparse.ArgumentParser:
         "--no-progress", action="store_false", dest="progress", default=None, help="no progress bar"
     )
     parser.add_argument("--list-envs", action="store_true", help="list our env ids and exit")
+    parser.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue a stopped or finished run to its n_timesteps (or a new --timesteps "
+        "total), with its own config",
+    )
     return parser
 
 
@@ -120,6 +130,34 @@ def _train(args: argparse.Namespace) -> int:
     from agents.runs import METRICS_FILE
     from agents.training import train
 
+    command = shlex.join(["python", "train.py", *sys.argv[1:]])
+    if args.resume:
+        run_dir = _resume(args, command)
+    else:
+        run_dir = train(_train_config(args), run_dir=args.run_dir, command=command)
+    metrics = json.loads((run_dir / METRICS_FILE).read_text())
+    print(f"\nRun folder: {run_dir}")
+    _print_metrics(metrics)
+    print(f"Watch it: python evaluate.py {run_dir} --video {run_dir / 'video.mp4'}")
+    return 0
+
+
+def _resume(args: argparse.Namespace, command: str) -> Path:
+    from agents.resume import resume
+
+    allowed = {"resume", "n_timesteps", "progress", "help"}
+    for action in _train_parser()._actions:
+        if action.dest not in allowed and getattr(args, action.dest) != action.default:
+            raise UserError(
+                f"--resume continues a run with its own config; leave out "
+                f"{action.option_strings[0]} (only --timesteps and --no-progress go with it)"
+            )
+    return resume(
+        args.resume, n_timesteps=args.n_timesteps, command=command, progress=args.progress
+    )
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
     explicit = {
         name: getattr(args, name)
         for name in (
@@ -137,19 +175,12 @@ def _train(args: argparse.Namespace) -> int:
     }
     if args.env_kwargs is not None:
         explicit["env_kwargs"] = parse_assignments(args.env_kwargs, "--env-kwargs")
-    config = make_config(
+    return make_config(
         env=args.env,
         config_file=args.config_file,
         overrides=parse_assignments(args.overrides),
         **explicit,
     )
-    command = shlex.join(["python", "train.py", *sys.argv[1:]])
-    run_dir = train(config, run_dir=args.run_dir, command=command)
-    metrics = json.loads((run_dir / METRICS_FILE).read_text())
-    print(f"\nRun folder: {run_dir}")
-    _print_metrics(metrics)
-    print(f"Watch it: python evaluate.py {run_dir} --video {run_dir / 'video.mp4'}")
-    return 0
 
 
 def _evaluate_parser() -> argparse.ArgumentParser:
@@ -229,8 +260,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     )
     _print_metrics(metrics)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(metrics, indent=2) + "\n")
+        atomic.write_json(args.json, metrics)
     if args.video:
         print(f"Video: {metrics['video']}")
     if args.trace or args.probe or args.report:
