@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 from stable_baselines3.common.logger import CSVOutputFormat, Logger, make_output_format
 
 from agents import atomic
+from agents.errors import UserError
 
 PROGRESS_FILE = "progress.csv"
 EVALUATIONS_FILE = "evaluations.npz"
@@ -94,13 +96,19 @@ class Evaluations(EvalCallback):
             self._continue(self.model.num_timesteps)
 
     def _continue(self, steps: int) -> None:
-        with np.load(self.path) as saved:
-            keep = saved["timesteps"] <= steps
-            self.evaluations_timesteps = saved["timesteps"][keep].tolist()
-            self.evaluations_results = saved["results"][keep].tolist()
-            self.evaluations_length = saved["ep_lengths"][keep].tolist()
-            if "successes" in saved:
-                self.evaluations_successes = saved["successes"][keep].tolist()
+        try:
+            with np.load(self.path) as saved:
+                keep = saved["timesteps"] <= steps
+                self.evaluations_timesteps = saved["timesteps"][keep].tolist()
+                self.evaluations_results = saved["results"][keep].tolist()
+                self.evaluations_length = saved["ep_lengths"][keep].tolist()
+                if "successes" in saved:
+                    successes = saved["successes"]
+                    self.evaluations_successes = successes[keep[: len(successes)]].tolist()
+        except (OSError, ValueError, KeyError, IndexError, zipfile.BadZipFile):
+            raise UserError(
+                f"{self.path} is corrupt; move it away to resume (its evaluations are lost)"
+            ) from None
 
     def _on_step(self) -> bool:
         evaluations = len(self.evaluations_timesteps)

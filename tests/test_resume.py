@@ -19,25 +19,8 @@ import agents.training
 from agents.errors import UserError
 from agents.runs import load
 from agents.training import TrainingInterrupted
+from tests.conftest import SMALL_RUN
 
-# Six rollouts of 64 steps, an update after each; checkpoints after the updates at 128, 256.
-SMALL_RUN = dict(
-    env="CartPole-P-v1",
-    n_timesteps=384,
-    n_envs=2,
-    n_steps=32,
-    batch_size=32,
-    n_epochs=2,
-    learning_rate="lin_1e-3",
-    clip_range="lin_0.2",
-    ent_coef="lin_0.01",
-    normalize=True,
-    eval_freq=128,
-    eval_episodes=2,
-    checkpoint_freq=128,
-    final_eval_episodes=2,
-    progress=False,
-)
 INTERRUPT_AT = 160  # in the third rollout: the model has been updated on 128 steps
 
 
@@ -89,13 +72,8 @@ def _parameters(run_dir: Path) -> list[th.Tensor]:
     return [p.detach().clone() for p in load(run_dir).model.policy.parameters()]
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory) -> Path:
-    return agents.train(run_dir=tmp_path_factory.mktemp("runs") / "whole", **SMALL_RUN)
-
-
 def test_ctrl_c_saves_evaluates_briefly_and_resume_continues_every_counter(
-    uninterrupted, tmp_path, monkeypatch
+    small_run, tmp_path, monkeypatch
 ):
     """Interrupted after the update at 128 steps and resumed, the run makes the same updates
     at the same step counts with the same learning rates, evaluates at the same steps and
@@ -115,21 +93,21 @@ def test_ctrl_c_saves_evaluates_briefly_and_resume_continues_every_counter(
     count_at_stop = interrupted.make_env().obs_rms.count
 
     agents.resume(run_dir, command="python train.py --resume run")
-    resumed, whole = load(run_dir).model, load(uninterrupted).model
+    resumed, whole = load(run_dir).model, load(small_run).model
     assert resumed.num_timesteps == whole.num_timesteps == 384
     assert resumed._n_updates == whole._n_updates == 6 * SMALL_RUN["n_epochs"]
     assert "interrupted" not in json.loads((run_dir / "metrics.json").read_text())
     # the normalisation statistics went on from where they were, not from scratch
     assert load(run_dir).make_env().obs_rms.count > count_at_stop + 256 - 1
-    # lin_ schedules continue: every update used the values of the uninterrupted run's (the
+    # lin_ schedules continue: every update used the values of the small_run run's (the
     # update at 128, logged in the row of 192, went with the interrupted process's log)
     for column in ("train/learning_rate", "train/clip_range", "train/ent_coef"):
-        logged, whole_logged = _logged(run_dir, column), _logged(uninterrupted, column)
+        logged, whole_logged = _logged(run_dir, column), _logged(small_run, column)
         assert {128, 256, 320, 384} <= set(logged) <= set(whole_logged), column
         for steps, value in logged.items():
             assert value == pytest.approx(whole_logged[steps], rel=1e-12), (column, steps)
     with np.load(run_dir / "evaluations.npz") as resumed_evals:
-        with np.load(uninterrupted / "evaluations.npz") as whole_evals:
+        with np.load(small_run / "evaluations.npz") as whole_evals:
             assert resumed_evals["timesteps"].tolist() == whole_evals["timesteps"].tolist()
             assert resumed_evals["results"].shape == whole_evals["results"].shape
     steps_logged = [int(row["time/total_timesteps"]) for row in _progress(run_dir)]
@@ -152,11 +130,11 @@ def test_resuming_the_same_state_twice_gives_the_same_weights(tmp_path, monkeypa
         th.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def test_resume_after_a_kill_starts_from_the_newest_checkpoint(uninterrupted, tmp_path):
+def test_resume_after_a_kill_starts_from_the_newest_checkpoint(small_run, tmp_path):
     """A SIGKILL leaves no model.zip of the last steps: the newest checkpoint (256) is the
     state to go on from, and the logs of the steps after it, lost with the model, go."""
     run_dir = tmp_path / "killed"
-    shutil.copytree(uninterrupted, run_dir)
+    shutil.copytree(small_run, run_dir)
     for name in ("model.zip", "vecnormalize.pkl", "metrics.json"):
         (run_dir / name).unlink()
     (run_dir / ".model.tmp-999999999-abc.zip").write_bytes(b"half a mod")  # a torn write
@@ -172,11 +150,11 @@ def test_resume_after_a_kill_starts_from_the_newest_checkpoint(uninterrupted, tm
     assert steps_logged.count(320) == 1  # the row after 256 was dropped and logged again
 
 
-def test_resume_to_a_new_total_follows_the_new_total(uninterrupted, tmp_path):
+def test_resume_to_a_new_total_follows_the_new_total(small_run, tmp_path):
     """A finished lin_ run ended at rate 0; trained on to 512 steps, its rate is that of a
     run of 512 steps from the resume on (agents/schedules.py), not 0."""
     run_dir = tmp_path / "longer"
-    shutil.copytree(uninterrupted, run_dir)
+    shutil.copytree(small_run, run_dir)
     agents.resume(run_dir, n_timesteps=512)
     assert load(run_dir).model.num_timesteps == 512
     assert load(run_dir).config.n_timesteps == 512
@@ -206,9 +184,9 @@ def test_resume_to_a_new_total_follows_the_new_total(uninterrupted, tmp_path):
     ],
     ids=["finished", "not-a-run", "no-model", "corrupt-model", "newer-format"],
 )
-def test_what_cannot_be_resumed_says_why(uninterrupted, tmp_path, change, fragment):
+def test_what_cannot_be_resumed_says_why(small_run, tmp_path, change, fragment):
     run_dir = tmp_path / "run"
-    shutil.copytree(uninterrupted, run_dir)
+    shutil.copytree(small_run, run_dir)
     change(run_dir)
     before = {path: path.stat().st_mtime_ns for path in run_dir.rglob("*") if path.is_file()}
     with pytest.raises(UserError, match=fragment.replace("(", r"\(")):
@@ -217,6 +195,6 @@ def test_what_cannot_be_resumed_says_why(uninterrupted, tmp_path, change, fragme
     assert after == before, "a refused resume changes nothing in the folder"
 
 
-def test_a_total_below_the_steps_trained_is_refused(uninterrupted):
+def test_a_total_below_the_steps_trained_is_refused(small_run):
     with pytest.raises(UserError, match="--timesteps 200 is below the 384 steps"):
-        agents.resume(uninterrupted, n_timesteps=200)
+        agents.resume(small_run, n_timesteps=200)
