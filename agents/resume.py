@@ -3,9 +3,9 @@
 A run stopped by Ctrl-C or SIGTERM, killed outright, or finished goes on from its newest
 saved state (model.zip or the newest checkpoint, whichever has more steps) to its
 ``n_timesteps``, or to a new total: the weights, the optimizer's state, the normalisation
-statistics, the step count and the schedules' progress (agents/schedules.py) continue; progress.csv, the
-TensorBoard events, the monitor CSVs and evaluations.npz are appended to; command.txt gets
-the new command line.
+statistics, the step count and the schedules' progress (agents/schedules.py) continue;
+progress.csv, the TensorBoard events, the monitor CSVs and evaluations.npz are appended to;
+command.txt gets the new command line.
 
 A resumed run is not bit for bit the run that was never interrupted: neither SB3 nor
 Gymnasium save the envs' states (the episodes in progress, their random generators, MuJoCo's
