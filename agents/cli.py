@@ -145,15 +145,20 @@ def _train(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace, command: str) -> Path:
     from agents.resume import resume
 
-    allowed = {"resume", "n_timesteps", "progress", "help"}
+    allowed = {"resume", "n_timesteps", "progress", "device", "help"}
     for action in _train_parser()._actions:
         if action.dest not in allowed and getattr(args, action.dest) != action.default:
             raise UserError(
                 f"--resume continues a run with its own config; leave out "
-                f"{action.option_strings[0]} (only --timesteps and --no-progress go with it)"
+                f"{action.option_strings[0]} (--timesteps, --device and --no-progress go "
+                "with it)"
             )
     return resume(
-        args.resume, n_timesteps=args.n_timesteps, command=command, progress=args.progress
+        args.resume,
+        n_timesteps=args.n_timesteps,
+        command=command,
+        progress=args.progress,
+        device=args.device,
     )
 
 

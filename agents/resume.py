@@ -57,16 +57,18 @@ def resume(
     n_timesteps: int | None = None,
     command: str | None = None,
     progress: bool | None = None,
+    device: str | None = None,
 ) -> Path:
     """Continue the run in ``run_dir`` to ``n_timesteps`` steps in all (default: its own
     ``n_timesteps``) and return the folder, which then holds the final model and metrics.
 
-    ``progress`` turns the progress bar on or off; every other setting is the run's own.
+    ``progress`` turns the progress bar on or off and ``device`` moves the training (a run
+    from a GPU machine resumed on a CPU, say); every other setting is the run's own.
     """
     run_dir = Path(run_dir)
     config = _run_config(run_dir)
     state = newest_state(run_dir)
-    config = _continued_config(run_dir, config, state, n_timesteps, progress)
+    config = _continued_config(run_dir, config, state, n_timesteps, progress, device)
     _check_runnable(config)
     atomic.remove_leftovers(run_dir)
     _trim_logs(run_dir, state.steps)
@@ -136,6 +138,7 @@ def _continued_config(
     state: SavedState,
     n_timesteps: int | None,
     progress: bool | None,
+    device: str | None,
 ) -> TrainConfig:
     total = config.n_timesteps if n_timesteps is None else n_timesteps
     if total < state.steps:
@@ -151,6 +154,8 @@ def _continued_config(
     changes: dict[str, object] = {"n_timesteps": total}
     if progress is not None:
         changes["progress"] = progress
+    if device is not None:
+        changes["device"] = device
     return dataclasses.replace(config, **changes).validate()
 
 
