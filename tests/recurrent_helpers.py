@@ -3,7 +3,7 @@ holds rollouts collected without training, and the check that its sequences repr
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -14,6 +14,7 @@ from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from sb3_contrib.common.recurrent.type_aliases import RNNStates
 from stable_baselines3.common.env_util import make_vec_env
 
+from agents.recurrent.policies import FastRecurrentPolicy
 from agents.recurrent.ppo import RecurrentPPO
 
 N_ENVS, N_STEPS, HIDDEN = 3, 24, 8
@@ -50,6 +51,37 @@ OBSERVATIONS: dict[str, tuple[type[gym.Wrapper] | None, str]] = {
     "dict": (SplitObservation, "MultiInputLstmPolicy"),
     "image": (BandImage, "CnnLstmPolicy"),
 }
+
+
+def small_policy(**kwargs) -> FastRecurrentPolicy:
+    """A two-layer recurrent policy for 3 readings and 2 actions."""
+    return FastRecurrentPolicy(
+        spaces.Box(-1, 1, (3,)),
+        spaces.Discrete(2),
+        lambda _: 1e-3,
+        lstm_hidden_size=HIDDEN,
+        n_lstm_layers=2,
+        **kwargs,
+    )
+
+
+def act_side_by_side(
+    first: RecurrentPPO, second: RecurrentPPO, env, steps: int
+) -> Iterator[tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]]:
+    """Both models act (deterministically, carrying their states) on the same observations of
+    ``env``, stepped with the first's actions; checks that the actions agree and yields the
+    two states after every step."""
+    observations = env.reset()
+    states: list = [None, None]
+    starts = np.ones(env.num_envs, dtype=bool)
+    for _ in range(steps):
+        actions = []
+        for i, agent in enumerate((first, second)):
+            action, states[i] = agent.predict(observations, states[i], starts, deterministic=True)
+            actions.append(action)
+        np.testing.assert_array_equal(actions[0], actions[1])
+        yield states[0], states[1]
+        observations, _, starts, _ = env.step(actions[0])
 
 
 def rollout_only_model(

@@ -21,10 +21,12 @@ from tests.recurrent_helpers import (
     HIDDEN,
     N_ENVS,
     N_STEPS,
+    act_side_by_side,
     assert_sequences_reproduce_the_rollout,
     filled_stock_buffer,
     outputs_and_grads,
     rollout_only_model,
+    small_policy,
 )
 
 th.set_num_threads(1)
@@ -186,21 +188,12 @@ def test_saved_model_reloads_with_identical_actions_and_state_shapes(cell: str, 
     assert loaded.bptt_length == 4
     assert loaded.policy.recurrent_cell == cell
 
-    obs = env.reset()
-    states = [None, None]
-    episode_start = np.ones(2, dtype=bool)
-    for _ in range(30):
-        actions = []
-        for i, agent in enumerate((model, loaded)):
-            action, states[i] = agent.predict(obs, states[i], episode_start, deterministic=True)
-            actions.append(action)
-        np.testing.assert_array_equal(actions[0], actions[1])
-        for a, b in zip(states[0], states[1], strict=True):
+    for state, loaded_state in act_side_by_side(model, loaded, env, 30):
+        for a, b in zip(state, loaded_state, strict=True):
             assert a.shape == (2, 2, HIDDEN)  # (n_layers, n_envs, hidden), as sb3-contrib
             np.testing.assert_array_equal(a, b)
         if cell == "gru":
-            assert not states[0][1].any(), "the GRU's placeholder cell state stays zero"
-        obs, _, episode_start, _ = env.step(actions[0])
+            assert not state[1].any(), "the GRU's placeholder cell state stays zero"
 
 
 def test_training_is_reproducible_under_a_seed() -> None:
@@ -246,14 +239,7 @@ def test_gru_model_acts_in_sb3_evaluate_policy_as_in_our_rollout_loop() -> None:
 
 
 def test_policy_save_keeps_recurrent_settings(tmp_path) -> None:
-    policy = FastRecurrentPolicy(
-        spaces.Box(-1, 1, (3,)),
-        spaces.Discrete(2),
-        lambda _: 1e-3,
-        lstm_hidden_size=HIDDEN,
-        n_lstm_layers=2,
-        recurrent_cell="gru",
-    )
+    policy = small_policy(recurrent_cell="gru")
     policy.save(tmp_path / "policy.pt")
     loaded = FastRecurrentPolicy.load(tmp_path / "policy.pt")
     assert loaded.recurrent_cell == "gru"

@@ -21,30 +21,19 @@ from agents.atomic import TEMPORARY_MARK
 from agents.cli import train_main
 from agents.resume import newest_state
 from agents.runs import load_model, read_config
-from tests.conftest import REPO
+from tests.conftest import REPO, TINY_RUN
 
-# Long enough never to finish; checkpoints after every update, so files are being written
-# all the time and a kill often lands in the middle of a write.
+# TINY_RUN made endless and normalised (extending its --set), with checkpoints after every
+# update, so files are being written all the time and a kill often lands in a write.
 ENDLESS_RUN = [
     "--env",
     "CartPole-P-v1",
+    *TINY_RUN,
+    "normalize=true",
     "--timesteps",
     "1000000",
-    "--n-envs",
-    "2",
-    "--no-progress",
-    "--eval-freq",
-    "128",
-    "--eval-episodes",
-    "2",
     "--checkpoint-freq",
     "64",
-    "--set",
-    "n_steps=32",
-    "batch_size=32",
-    "n_epochs=1",
-    "normalize=true",
-    "final_eval_episodes=2",
 ]
 
 

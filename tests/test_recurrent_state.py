@@ -22,10 +22,12 @@ from tests.recurrent_helpers import (
     HIDDEN,
     N_ENVS,
     N_STEPS,
+    act_side_by_side,
     assert_sequences_reproduce_the_rollout,
     filled_stock_buffer,
     outputs_and_grads,
     rollout_only_model,
+    small_policy,
 )
 
 TIME_LIMIT = 7  # CartPole episodes of an untrained policy last ~20 steps: most are cut here
@@ -142,17 +144,8 @@ def test_cnn_lstm_policy_on_images_reproduces_its_rollout_and_reloads(tmp_path):
 
     model.save(tmp_path / "model.zip")
     loaded = RecurrentPPO.load(tmp_path / "model.zip")
-    observations = model.get_env().reset()
-    states = [None, None]
-    starts = np.ones(N_ENVS, dtype=bool)
-    for _ in range(10):
-        actions = []
-        for i, agent in enumerate((model, loaded)):
-            action, states[i] = agent.predict(observations, states[i], starts, deterministic=True)
-            actions.append(action)
-        np.testing.assert_array_equal(actions[0], actions[1])
-        np.testing.assert_array_equal(states[0][0], states[1][0])
-        observations, _, starts, _ = model.get_env().step(actions[0])
+    for state, loaded_state in act_side_by_side(model, loaded, model.get_env(), 10):
+        np.testing.assert_array_equal(state[0], loaded_state[0])
 
 
 def test_gru_outputs_and_gradients_match_a_step_by_step_reference():
@@ -205,15 +198,7 @@ def test_lstm_kwargs_a_cell_cannot_take_are_refused(cell, lstm_kwargs, message):
 
 
 def test_lstm_kwargs_that_fit_reach_the_gru_of_actor_and_critic():
-    policy = FastRecurrentPolicy(
-        spaces.Box(-1, 1, (3,)),
-        spaces.Discrete(2),
-        lambda _: 1e-3,
-        lstm_hidden_size=HIDDEN,
-        n_lstm_layers=2,
-        recurrent_cell="gru",
-        lstm_kwargs=dict(dropout=0.25, bias=False),
-    )
+    policy = small_policy(recurrent_cell="gru", lstm_kwargs=dict(dropout=0.25, bias=False))
     for rnn in (policy.lstm_actor, policy.lstm_critic):
         assert isinstance(rnn, GRUWithCellPlaceholder)
         assert rnn.dropout == 0.25 and rnn.bias is False
