@@ -43,6 +43,7 @@ def test_train_then_evaluate(algo, extra, tmp_path):
         "evaluations.npz",
         "metrics.json",
         "progress.csv",
+        "run.json",
     ):
         assert (run_dir / name).is_file(), name
     assert list((run_dir / "monitor").glob("*.monitor.csv"))

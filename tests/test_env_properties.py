@@ -11,6 +11,7 @@ same examples.
 
 from __future__ import annotations
 
+import doctest
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +22,9 @@ from gymnasium import spaces
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import agents.atomic
 import envs
+import envs.valid_actions
 from agents.config import TrainConfig
 from agents.environments import make_single_env, with_agent_inputs
 from agents.inputs import PreviousAction, PrivilegedObservation
@@ -259,3 +262,9 @@ def test_agent_input_wrappers_keep_the_properties(base, seed, kind, previous, pr
     records = rollout(env, seed, kind, 40)
     assert_same(records, rollout(wrap(gym.make(base_id)), seed, kind, 40))
     assert_finite_and_inside(env.observation_space, records)
+
+
+@pytest.mark.parametrize("module", [envs.valid_actions, agents.atomic])
+def test_docstring_examples_run(module):
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
