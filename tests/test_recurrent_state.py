@@ -14,6 +14,9 @@ from stable_baselines3.common.vec_env import VecEnvWrapper
 
 import agents.recurrent.cells as cells
 import agents.recurrent.policies as policies
+from agents.config import TrainConfig, make_config
+from agents.errors import UserError
+from agents.recurrent.buffers import SequenceRolloutBuffer
 from agents.recurrent.cells import GRUWithCellPlaceholder, fused_adam_supported
 from agents.recurrent.policies import FastRecurrentPolicy
 from agents.recurrent.ppo import RecurrentPPO
@@ -219,3 +222,21 @@ def test_fused_adam_only_where_torch_supports_it_on_the_device(tmp_path, monkeyp
     assert fused(loaded) == [False]
     loaded.learn(32)
     assert all(th.isfinite(p).all() for p in loaded.policy.parameters())
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: make_config(overrides={"bptt_length": True}),
+        lambda: TrainConfig(bptt_length=True).validate(),
+        lambda: RecurrentPPO("MlpLstmPolicy", "CartPole-v1", bptt_length=True),
+        lambda: SequenceRolloutBuffer(
+            8, spaces.Box(-1, 1, (3,)), spaces.Discrete(2), (8, 1, 1, 4), bptt_length=True
+        ),
+    ],
+    ids=["set", "config", "algorithm", "buffer"],
+)
+def test_bptt_length_true_is_refused_everywhere(build):
+    """True is an int to Python; as a length it would silently mean 1."""
+    with pytest.raises((ValueError, UserError), match="bptt_length"):
+        build()
