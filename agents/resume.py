@@ -70,6 +70,8 @@ def resume(
     state = newest_state(run_dir)
     config = _continued_config(run_dir, config, state, n_timesteps, progress, device)
     _check_runnable(config)
+    model = load_model(state.model_path, config.algo, config.device)
+    # the logs are trimmed before the env opens the monitor CSVs to append to them
     atomic.remove_leftovers(run_dir)
     _trim_logs(run_dir, state.steps)
     torch.set_num_threads(config.torch_threads)
@@ -83,7 +85,6 @@ def resume(
         vecnormalize_path=vecnormalize_path(state.model_path) if config.normalize else None,
         append_monitor=True,
     )
-    model = load_model(state.model_path, config.algo, config.device)
     if (model.observation_space, model.action_space) != (env.observation_space, env.action_space):
         env.close()
         raise spaces_mismatch(config.env, (model.observation_space, model.action_space), env)
