@@ -11,12 +11,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agents.config import ALGOS, VEC_ENVS, make_config, parse_assignments, read_config_file
+from agents import atomic
+from agents.config import (
+    ALGOS,
+    VEC_ENVS,
+    TrainConfig,
+    make_config,
+    parse_assignments,
+    read_config_file,
+)
 from agents.devices import DEVICE_HELP
 from agents.errors import UserError
 
 EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C; SIGTERM gives 128 + 15
 
 
 def train_main(argv: list[str] | None = None) -> int:
@@ -49,6 +57,9 @@ def _guarded(action: Callable[[], int]) -> int:
         return EXIT_USER_ERROR
     except TrainingInterrupted as interrupted:
         print(f"\n{interrupted}", file=sys.stderr)
+        return 128 + interrupted.signum
+    except KeyboardInterrupt:  # outside training, where nothing is left to save
+        print("\ninterrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # the reader stopped early (| head): nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # as Python's docs do
@@ -114,6 +125,12 @@ def _train_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="list our env ids, what each hides or its memory must carry, and exit",
     )
+    parser.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue a stopped or finished run to its n_timesteps (or a new --timesteps "
+        "total), with its own config",
+    )
     _add_tuning_arguments(parser)
     return parser
 
@@ -163,9 +180,50 @@ def _train(args: argparse.Namespace) -> int:
 
         print(env_listing())
         return 0
+    if args.optimize or args.envs:
+        return _optimize(args, _explicit_settings(args))
     from agents.runs import METRICS_FILE
     from agents.training import train
 
+    command = shlex.join(["python", "train.py", *sys.argv[1:]])
+    if args.resume:
+        run_dir = _resume(args, command)
+    else:
+        run_dir = train(_train_config(args), run_dir=args.run_dir, command=command)
+    metrics = json.loads((run_dir / METRICS_FILE).read_text())
+    print(f"\nRun folder: {run_dir}")
+    _print_metrics(metrics)
+    repeat = shlex.join(
+        [str(run_dir), "--episodes", str(metrics["episodes"]), "--seed", str(metrics["seed"])]
+        + ["--n-envs", str(metrics["n_envs"])]
+    )
+    print(f"Repeat this evaluation: python evaluate.py {repeat}")
+    print(f"Watch it: python evaluate.py {run_dir} --video {run_dir / 'video.mp4'}")
+    return 0
+
+
+def _resume(args: argparse.Namespace, command: str) -> Path:
+    from agents.resume import resume
+
+    allowed = {"resume", "n_timesteps", "progress", "device", "help"}
+    for action in _train_parser()._actions:
+        if action.dest not in allowed and getattr(args, action.dest) != action.default:
+            raise UserError(
+                f"--resume continues a run with its own config; leave out "
+                f"{action.option_strings[0]} (--timesteps, --device and --no-progress go "
+                "with it)"
+            )
+    return resume(
+        args.resume,
+        n_timesteps=args.n_timesteps,
+        command=command,
+        progress=args.progress,
+        device=args.device,
+    )
+
+
+def _explicit_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields given as flags of their own (None where not given)."""
     explicit = {
         name: getattr(args, name)
         for name in (
@@ -183,26 +241,16 @@ def _train(args: argparse.Namespace) -> int:
     }
     if args.env_kwargs is not None:
         explicit["env_kwargs"] = parse_assignments(args.env_kwargs, "--env-kwargs")
-    if args.optimize or args.envs:
-        return _optimize(args, explicit)
-    config = make_config(
+    return explicit
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    return make_config(
         env=args.env,
         config_file=args.config_file,
         overrides=parse_assignments(args.overrides),
-        **explicit,
+        **_explicit_settings(args),
     )
-    command = shlex.join(["python", "train.py", *sys.argv[1:]])
-    run_dir = train(config, run_dir=args.run_dir, command=command)
-    metrics = json.loads((run_dir / METRICS_FILE).read_text())
-    print(f"\nRun folder: {run_dir}")
-    _print_metrics(metrics)
-    repeat = shlex.join(
-        [str(run_dir), "--episodes", str(metrics["episodes"]), "--seed", str(metrics["seed"])]
-        + ["--n-envs", str(metrics["n_envs"])]
-    )
-    print(f"Repeat this evaluation: python evaluate.py {repeat}")
-    print(f"Watch it: python evaluate.py {run_dir} --video {run_dir / 'video.mp4'}")
-    return 0
 
 
 def _optimize(args: argparse.Namespace, explicit: dict[str, Any]) -> int:
@@ -334,8 +382,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     )
     _print_metrics(metrics)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(metrics, indent=2) + "\n")
+        atomic.write_json(args.json, metrics)
     if args.video:
         print(f"Video: {metrics['video']}")
     if args.trace or args.probe or args.report:

@@ -34,7 +34,9 @@ import envs  # noqa: F401  (registers our ids)
 from agents.config import TrainConfig
 from agents.errors import UserError
 from agents.inputs import PRIVILEGED_KEY, PreviousAction, PrivilegedObservation
+from agents.interruption import ignore_in_worker
 from envs.mujoco_notices import quiet_gymnasium_notices
+from envs.valid_actions import ValidActions
 
 
 def resolve_env(env: str) -> str | Callable[..., gym.Env]:
@@ -131,12 +133,14 @@ def make_vec(
     training: bool = True,
     wrapper_class: type[gym.Wrapper] | None = None,
     expected_spaces: tuple[gym.Space, gym.Space] | None = None,
+    append_monitor: bool = False,
 ) -> VecEnv:
     """The vectorised env for ``config``: monitored, normalised and frame-stacked as it says.
 
-    For evaluation (``training=False``) the normalisation statistics are frozen, loaded from
-    ``vecnormalize_path`` when given, and rewards are reported unnormalised;
-    ``expected_spaces`` (the model's) name the env that does not fit them.
+    Normalisation statistics are loaded from ``vecnormalize_path`` when given (a resumed
+    training goes on updating them); for evaluation (``training=False``) they are frozen and
+    rewards are reported unnormalised. ``expected_spaces`` (the model's) name the env that
+    does not fit them; ``append_monitor`` continues the monitor CSVs of a resumed run.
     """
     resolve_env(config.env)  # fail here, in the main process, with a clear message
     env_kwargs = dict(config.env_kwargs)
@@ -157,19 +161,27 @@ def make_vec(
         seed=seed,
         monitor_dir=str(monitor_dir) if monitor_dir else None,
         env_kwargs=env_kwargs,
-        vec_env_cls=SubprocVecEnv if use_subproc else DummyVecEnv,
+        vec_env_cls=_quiet_subprocesses if use_subproc else DummyVecEnv,
         wrapper_class=wrap,
+        monitor_kwargs={"override_existing": not append_monitor},
     )
     if config.normalize:
-        if training:
+        if vecnormalize_path is not None:
+            vec = load_normalization(
+                vecnormalize_path, vec, config.env, expected_spaces, training=training
+            )
+        elif training:
             vec = VecNormalize(vec, gamma=config.gamma)
-        elif vecnormalize_path is None:  # an eval env during training: stats synced by SB3
+        else:  # an eval env during training: statistics synced by SB3 before each use
             vec = VecNormalize(vec, training=False, norm_reward=False)
-        else:
-            vec = load_normalization(vecnormalize_path, vec, config.env, expected_spaces)
     if config.algo == "ppo_framestack":
         vec = VecFrameStack(vec, n_stack=config.frame_stack)
     return vec
+
+
+def _quiet_subprocesses(env_fns: list[Callable[[], gym.Env]], **kwargs: Any) -> SubprocVecEnv:
+    """SubprocVecEnv whose workers leave SIGINT and SIGTERM to the main process."""
+    return SubprocVecEnv([ignore_in_worker(env_fn) for env_fn in env_fns], **kwargs)
 
 
 def with_agent_inputs(
@@ -179,11 +191,13 @@ def with_agent_inputs(
     privileged_size: int | None = None,
     outer: Callable[[gym.Env], gym.Env] | None = None,
 ) -> gym.Env:
-    """The inputs the config asks for (agents/inputs.py), then the caller's own wrapper.
+    """A check of every action (envs/valid_actions.py), the inputs the config asks for
+    (agents/inputs.py), then the caller's own wrapper.
 
     Evaluation passes ``required=False``: only the actor acts, so an env without privileged
     state gets zeros in its place.
     """
+    env = ValidActions(env)
     try:
         if config.previous_action or config.previous_reward:
             env = PreviousAction(env, action=config.previous_action, reward=config.previous_reward)
@@ -207,17 +221,20 @@ def load_normalization(
     vec: VecEnv,
     env_id: str = "",
     expected_spaces: tuple[gym.Space, gym.Space] | None = None,
+    training: bool = False,
 ) -> VecNormalize:
-    """Frozen normalisation statistics from ``path`` around ``vec`` (VecNormalize.load, with
-    one-line errors for a missing or corrupt file and for an env of other spaces)."""
+    """Normalisation statistics from ``path`` around ``vec`` (VecNormalize.load, with one-line
+    errors for a missing or corrupt file and for an env of other spaces); frozen, with
+    unnormalised rewards, unless ``training`` (a resumed run)."""
     normalized = read_normalization(path)
     if normalized.observation_space != vec.observation_space:
         vec.close()
         trained = expected_spaces or (normalized.observation_space, vec.action_space)
         raise spaces_mismatch(env_id, trained, vec)
     normalized.set_venv(vec)
-    normalized.training = False
-    normalized.norm_reward = False
+    if not training:
+        normalized.training = False
+        normalized.norm_reward = False
     return normalized
 
 
@@ -236,7 +253,7 @@ def read_normalization(path: Path | None) -> VecNormalize:
             raise TypeError(type(normalized).__name__)
     except Exception as error:  # a pickle can fail in many ways; all mean the file is bad
         raise UserError(
-            f"cannot read {path} ({type(error).__name__}); the file is corrupt"
+            f"cannot read {path} ({type(error).__name__}); the file is corrupt or truncated"
         ) from None
     return normalized
 

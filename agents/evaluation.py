@@ -10,6 +10,7 @@ import gymnasium as gym
 import numpy as np
 from scipy import stats
 
+from agents import atomic
 from agents.environments import cannot_render, memoryless_ceiling
 from agents.errors import UserError
 from agents.rollout import Episode, episodes, steps
@@ -98,10 +99,11 @@ def record_video(
         raise UserError(f"cannot render {run.config.env}: {str(error).splitlines()[0]}") from None
     finally:
         env.close()
-    if path.suffix == ".gif":
-        imageio.mimsave(path, frames, duration=1000 / fps, loop=0)
-    else:
-        imageio.mimsave(path, frames, fps=fps, macro_block_size=1)
+    with atomic.replacing(path) as temporary:
+        if path.suffix == ".gif":
+            imageio.mimsave(temporary, frames, duration=1000 / fps, loop=0)
+        else:
+            imageio.mimsave(temporary, frames, fps=fps, macro_block_size=1)
     return path
 
 

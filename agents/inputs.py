@@ -95,6 +95,13 @@ class PreviousAction(gym.Wrapper):
             return np.concatenate(
                 [np.eye(n)[int(k)] for n, k in zip(space.nvec, offsets, strict=True)]
             )
+        if isinstance(space, spaces.Box):
+            # what the env acts on: MuJoCo clamps controls to their range and classic control
+            # clips, so an action beyond the bounds is shown as the bound (and the observation
+            # stays inside its space)
+            return np.clip(
+                np.asarray(action, dtype=np.float64).ravel(), space.low.ravel(), space.high.ravel()
+            )
         return np.asarray(action, dtype=np.float64).ravel()
 
     def _append(self, observation: np.ndarray, extra: np.ndarray) -> np.ndarray:

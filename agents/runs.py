@@ -2,19 +2,22 @@
 
 ``runs/<env>__<algo>__<seed>__<timestamp>/`` holds config.yaml (resolved), command.txt,
 model.zip, vecnormalize.pkl (when normalising), monitor/ CSVs, evaluations.npz, TensorBoard
-events, progress.csv, checkpoints/ and metrics.json: everything needed to reload, evaluate
-and reproduce the run.
+events, progress.csv, checkpoints/, metrics.json and run.json (the package version that wrote
+it): everything needed to reload, evaluate, reproduce and resume the run. Every file is written
+through agents/atomic.py, so a crash leaves the old file or the new one, never a torn one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.metadata
 import json
 import re
 import sys
 import time
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ import yaml
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
+from agents import atomic
 from agents.algos import algo_class
 from agents.config import TrainConfig, from_dict, make_config
 from agents.devices import check_device
@@ -36,8 +40,14 @@ COMMAND_FILE = "command.txt"
 MODEL_FILE = "model.zip"
 VECNORMALIZE_FILE = "vecnormalize.pkl"
 METRICS_FILE = "metrics.json"
+RUN_INFO_FILE = "run.json"
 CHECKPOINTS_DIR = "checkpoints"
 MONITOR_DIR = "monitor"
+
+PACKAGE = "recurrent-control"
+# The layout of a run folder. 1 added run.json; folders without it (0.1.0) are format 0 and
+# load unchanged. Raise it when a folder written by this version cannot be read by older ones.
+RUN_FORMAT = 1
 
 
 def safe_name(text: str) -> str:
@@ -65,26 +75,67 @@ def create_run_dir(
 
 
 def save_config(run_dir: Path, config: TrainConfig, command: str | None = None) -> None:
-    with open(run_dir / CONFIG_FILE, "w") as file:
-        yaml.safe_dump(config.to_dict(), file, sort_keys=False)
+    """config.yaml and run.json; ``command`` is appended to command.txt (one line a call)."""
+    atomic.write_text(run_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
+    atomic.write_json(
+        run_dir / RUN_INFO_FILE,
+        {"package": PACKAGE, "version": package_version(), "format": RUN_FORMAT},
+    )
     if command is not None:
-        (run_dir / COMMAND_FILE).write_text(command + "\n")
+        atomic.append_text(run_dir / COMMAND_FILE, command + "\n")
+
+
+def package_version() -> str:
+    try:
+        return importlib.metadata.version(PACKAGE)
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return "unknown"
 
 
 def read_config(path: Path) -> TrainConfig:
+    """The config.yaml at ``path``, after checking that this version can read its folder."""
+    written_by = _check_run_format(path.parent)
     try:
         values = yaml.safe_load(path.read_text())
         if not isinstance(values, dict):
             raise ValueError("not a mapping")
-    except (yaml.YAMLError, ValueError):
+    except (yaml.YAMLError, ValueError, UnicodeDecodeError):
         raise UserError(
             f"{path} is corrupt (not a YAML mapping); restore it from the run"
         ) from None
-    return from_dict(values)
+    try:
+        return from_dict(values)
+    except UserError as error:
+        if written_by == package_version():
+            raise
+        raise UserError(
+            f"{path} was written by {PACKAGE} {written_by or '0.1.0'} and this is "
+            f"{package_version()}: {error}"
+        ) from None
+
+
+def _check_run_format(run_dir: Path) -> str | None:
+    """The version that wrote ``run_dir`` (None before run.json existed); UserError if its
+    format is newer than this version reads."""
+    path = run_dir / RUN_INFO_FILE
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_text())
+        written_by, run_format = str(info["version"]), int(info["format"])
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise UserError(f"{path} is corrupt; restore it from the run (or delete it)") from None
+    if run_format > RUN_FORMAT:
+        raise UserError(
+            f"{run_dir} was written by {PACKAGE} {written_by} (run format {run_format}); this "
+            f"is {package_version()}, which reads formats up to {RUN_FORMAT}: upgrade with "
+            f"pip install -U {PACKAGE}"
+        )
+    return written_by
 
 
 def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
-    (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+    atomic.write_json(run_dir / METRICS_FILE, metrics)
 
 
 @dataclass
@@ -147,18 +198,24 @@ def load(
     if env_kwargs is not None:
         changes["env_kwargs"] = env_kwargs
     config = dataclasses.replace(config, **changes)
+    model = load_model(model_path, config.algo, device)
+    return Run(
+        model, config, model_path, vecnormalize_path(model_path) if config.normalize else None
+    )
+
+
+def load_model(model_path: Path, algo: str, device: str = "cpu") -> BaseAlgorithm:
+    """The model saved at ``model_path`` (final or checkpoint); UserError if it is corrupt."""
     for old, new in _MOVED_MODULES.items():
         sys.modules.setdefault(old, importlib.import_module(new))
     try:
-        model = algo_class(config.algo).load(str(model_path), device=device)
-    except (zipfile.BadZipFile, ValueError, KeyError, EOFError, RuntimeError) as error:
+        return algo_class(algo).load(str(model_path), device=device)
+    except (zipfile.BadZipFile, zlib.error, ValueError, KeyError, EOFError, RuntimeError,
+            AssertionError) as error:  # fmt: skip  # SB3 asserts that the zip holds its data
         raise UserError(
-            f"cannot load {model_path} ({type(error).__name__}); the file is corrupt "
-            "or not a model of this package"
+            f"cannot load {model_path} ({type(error).__name__}); the file is corrupt or "
+            "truncated, or not a model of this package"
         ) from None
-    return Run(
-        model, config, model_path, _vecnormalize_path(model_path) if config.normalize else None
-    )
 
 
 def _find_model(path: Path) -> Path:
@@ -199,7 +256,8 @@ def _algo_in_zip(model_path: Path) -> str:
     return "recurrent_ppo" if "recurrent" in policy_module else "ppo"
 
 
-def _vecnormalize_path(model_path: Path) -> Path:
+def vecnormalize_path(model_path: Path) -> Path:
+    """The normalisation statistics saved with a final model or a checkpoint."""
     # CheckpointCallback saves rl_model_1000_steps.zip beside rl_model_vecnormalize_1000_steps.pkl
     match = re.fullmatch(r"(.*)_(\d+)_steps", model_path.stem)
     if match and model_path.parent.name == CHECKPOINTS_DIR:

@@ -2,7 +2,10 @@
 
 A scheduled value is a number (constant) or ``"lin_<start>"``: linear from ``start`` at the
 first update to 0 at the last (the zoo's ``lin_`` prefix). SB3 calls a schedule with the
-progress remaining, 1 at the start of training and 0 at its end.
+progress remaining, ``1 - steps / total``: 1 at the start of training and 0 at its end. A
+resumed run goes on counting its steps towards its total, so its schedules continue where
+they stopped; resumed with a new ``--timesteps`` total, they follow the new total from there,
+as if it had been the total from the start.
 
 >>> for_sb3("lin_1e-3")(0.25)
 0.00025

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback, EvalCallback
-from stable_baselines3.common.logger import configure
+from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 
 from agents.algos import build_model
+from agents.callbacks import Checkpoints, Evaluations, run_logger, save_model
 from agents.config import TrainConfig, from_dict, make_config
 from agents.devices import check_device
 from agents.environments import make_single_env, make_vec, with_agent_inputs
 from agents.errors import UserError
 from agents.evaluation import evaluate
 from agents.insight.plots import LEARNING_CURVE_FILE, plot_learning_curve, save_png
+from agents.interruption import SIGNAL_NAMES, Interrupted, StopOnSignal
 from agents.progress import progress_callback
 from agents.runs import (
     CHECKPOINTS_DIR,
@@ -33,14 +35,20 @@ from agents.runs import (
 from agents.schedules import EntropySchedule
 
 FINAL_EVAL_SEED_OFFSET = 1_000_000  # final evaluation episodes are not the training episodes
+INTERRUPTED_EVAL_EPISODES = 20  # after Ctrl-C: a brief look at the model so far
 
 
 class TrainingInterrupted(Exception):
-    """Ctrl-C during training; the model so far was saved in ``run_dir``."""
+    """SIGINT (Ctrl-C) or SIGTERM during training; the model so far was saved in ``run_dir``."""
 
-    def __init__(self, run_dir: Path, timesteps: int) -> None:
-        super().__init__(f"training interrupted after {timesteps} steps; model saved in {run_dir}")
+    def __init__(self, run_dir: Path, timesteps: int, signum: int = signal.SIGINT) -> None:
+        super().__init__(
+            f"training interrupted ({SIGNAL_NAMES.get(signum, signum)}) after {timesteps} "
+            f"steps; model saved in {run_dir}; continue with: "
+            f"python train.py --resume {run_dir}"
+        )
         self.run_dir = run_dir
+        self.signum = signum
 
 
 def train(
@@ -72,30 +80,82 @@ def train(
     save_config(run_dir, config, command)
 
     env = make_vec(config, config.n_envs, config.seed, monitor_dir=run_dir / MONITOR_DIR)
-    model = build_model(config, env)
-    model.set_logger(configure(str(run_dir), ["tensorboard", "csv"]))
-    callbacks = _callbacks(config, run_dir, after_eval)
-    try:
-        model.learn(config.n_timesteps, callback=callbacks)
-    except KeyboardInterrupt:
-        _save(model, run_dir)
-        raise TrainingInterrupted(run_dir, model.num_timesteps) from None
-    finally:  # also when a trial is pruned or diverges, so that no env process is left
-        env.close()
-        for callback in callbacks:
-            if isinstance(callback, EvalCallback):
-                callback.eval_env.close()
-    _save(model, run_dir)
+    return learn(build_model(config, env), config, run_dir, after_eval)
 
+
+def learn(
+    model: BaseAlgorithm,
+    config: TrainConfig,
+    run_dir: Path,
+    after_eval: BaseCallback | None = None,
+) -> Path:
+    """Train ``model`` in its env until it has taken ``config.n_timesteps`` steps in all (a
+    resumed model continues its count), save it and evaluate it into metrics.json.
+
+    SIGINT and SIGTERM stop training cleanly (agents/interruption.py): the model so far is
+    saved and ``TrainingInterrupted`` raised. After Ctrl-C the saved model is first evaluated
+    briefly, so that the folder is as complete as a finished run's (a second Ctrl-C skips
+    that); after SIGTERM, which a scheduler follows with SIGKILL, it is not.
+    """
+    model.set_logger(run_logger(run_dir))
+    callbacks = _callbacks(config, run_dir, after_eval)
+    with StopOnSignal().installed() as stop:
+        try:
+            if model.num_timesteps < config.n_timesteps:
+                model.learn(
+                    config.n_timesteps - model.num_timesteps,
+                    callback=[stop, *callbacks],
+                    reset_num_timesteps=False,  # a resumed model goes on counting
+                )
+        except Interrupted:  # a second signal; stop.signum says which came first
+            pass
+        except BaseException:  # a pruned or diverged trial: leave no env process behind
+            model.get_env().close()
+            raise
+        finally:
+            with stop.phase("defer"):
+                for callback in callbacks:
+                    if isinstance(callback, EvalCallback):
+                        callback.eval_env.close()
+                model.logger.close()
+        with stop.phase("defer"):
+            if stop.signum is not None:
+                # the steps of an unfinished rollout were never trained on
+                model.num_timesteps = min(model.num_timesteps, stop.steps_trained)
+            _save(model, run_dir)
+            model.get_env().close()
+        if stop.signum is None:
+            episodes = config.final_eval_episodes
+        elif stop.signum == signal.SIGINT and len(stop.signals) == 1:
+            episodes = min(config.final_eval_episodes, INTERRUPTED_EVAL_EPISODES)
+            print(f"Saved in {run_dir}. Evaluating it briefly (Ctrl-C to skip) ...", flush=True)
+        else:
+            raise TrainingInterrupted(run_dir, model.num_timesteps, stop.signum)
+        try:
+            with stop.phase("skip"):
+                _finish(run_dir, config, model.num_timesteps, episodes, stop.signum is not None)
+        except Interrupted:
+            print("Evaluation skipped.", flush=True)
+    if stop.signals:
+        raise TrainingInterrupted(run_dir, model.num_timesteps, stop.signum)
+    return run_dir
+
+
+def _finish(
+    run_dir: Path, config: TrainConfig, timesteps: int, episodes: int, interrupted: bool = False
+) -> None:
+    """metrics.json (the saved model evaluated on fresh episodes) and the learning curve."""
     metrics = evaluate(
         load(run_dir, device=config.device),
-        n_episodes=config.final_eval_episodes,
+        n_episodes=episodes,
         seed=config.seed + FINAL_EVAL_SEED_OFFSET,
-        n_envs=min(config.n_envs, config.final_eval_episodes),
+        n_envs=min(config.n_envs, episodes),
     )
-    write_metrics(run_dir, {**metrics, "n_timesteps": model.num_timesteps})
+    metrics["n_timesteps"] = timesteps
+    if interrupted:
+        metrics["interrupted"] = True
+    write_metrics(run_dir, metrics)
     save_png(plot_learning_curve(run_dir), run_dir / LEARNING_CURVE_FILE)
-    return run_dir
 
 
 def _check_runnable(config: TrainConfig) -> None:
@@ -124,30 +184,21 @@ def _callbacks(
             config, n_eval_envs, config.seed + FINAL_EVAL_SEED_OFFSET // 2, training=False
         )
         callbacks.append(
-            EvalCallback(
+            Evaluations(
                 eval_env,
+                run_dir,
                 n_eval_episodes=config.eval_episodes,
                 eval_freq=max(config.eval_freq // config.n_envs, 1),
-                log_path=str(run_dir),
                 deterministic=True,
                 callback_after_eval=after_eval,
                 verbose=0,
             )
         )
     if config.checkpoint_freq > 0:
-        callbacks.append(
-            CheckpointCallback(
-                save_freq=max(config.checkpoint_freq // config.n_envs, 1),
-                save_path=str(run_dir / CHECKPOINTS_DIR),
-                save_vecnormalize=config.normalize,
-            )
-        )
+        callbacks.append(Checkpoints(run_dir / CHECKPOINTS_DIR, config.checkpoint_freq))
     callbacks.append(progress_callback(config.progress, callbacks))
     return callbacks
 
 
 def _save(model: BaseAlgorithm, run_dir: Path) -> None:
-    model.save(run_dir / MODEL_FILE)
-    normalization = model.get_vec_normalize_env()
-    if normalization is not None:
-        normalization.save(str(run_dir / VECNORMALIZE_FILE))
+    save_model(model, run_dir / MODEL_FILE, run_dir / VECNORMALIZE_FILE)

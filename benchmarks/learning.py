@@ -47,6 +47,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from agents import atomic
+
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 DONE_FILE = "benchmark.json"  # written last: its presence marks a finished run
@@ -204,7 +206,7 @@ def train_and_mark(spec: RunSpec) -> dict[str, Any]:
             run, n_episodes=TRANSFER_EPISODES, seed=spec.seed + TRANSFER_SEED, n_envs=8
         )
     record = {"wall_time_s": wall, "transfer": transfer}
-    (run_dir / DONE_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    atomic.write_json(run_dir / DONE_FILE, record)
     return {"run_dir": str(run_dir), **record}
 
 
@@ -564,7 +566,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
         ax.axis("off")
     axes.flat[0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    with atomic.replacing(path) as temporary:
+        fig.savefig(temporary, dpi=80)
     plt.close(fig)
 
 
@@ -575,8 +578,8 @@ def aggregate(suite: Suite, docs: Path = DOCS) -> None:
     results = json.loads(results_json.read_text()) if results_json.is_file() else {}
     results[suite.name] = result
     docs.mkdir(parents=True, exist_ok=True)
-    results_json.write_text(json.dumps(results, indent=1) + "\n")
-    (docs / "results.md").write_text(render(results))
+    atomic.write_json(results_json, results, indent=1)
+    atomic.write_text(docs / "results.md", render(results))
     curves = docs / f"learning_curves_{suite.name}.png"
     plot(result, curves)
     written = f" and {curves}" if curves.is_file() else ""

@@ -33,6 +33,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
 import envs  # noqa: F401  (registers the ids)
+from agents import atomic
 from agents.recurrent.ppo import DEFAULT_BPTT_LENGTH, RecurrentPPO
 
 
@@ -243,7 +244,7 @@ def write_markdown(runs: list[dict[str, Any]], path: Path) -> None:
                 f"{seconds:.0f} |"
             )
         lines += ["", *comparison(task_runs), ""]
-    path.write_text("\n".join(lines))
+    atomic.write_text(path, "\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -276,7 +277,7 @@ def main(argv: list[str] | None = None) -> None:
                 result["load_average"] = [round(x, 2) for x in os.getloadavg()]
                 print(f"  final return {result['final_return']:.3f}", flush=True)
                 runs = load_runs(json_path) + [result]
-                json_path.write_text(json.dumps({"runs": runs}, indent=1) + "\n")
+                atomic.write_json(json_path, {"runs": runs}, indent=1)
                 write_markdown(runs, args.out.with_suffix(".md"))
 
 

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from agents import atomic
 from benchmarks.learning import DOCS, REPO, TARGET_SUCCESS, RunSpec, execute, read_run, shown
 
 
@@ -184,8 +185,8 @@ def aggregate(sweep: dict[str, Any], docs: Path = DOCS) -> None:
     result = collect(sweep)
     folder = docs / "sweeps"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{sweep['name']}.json").write_text(json.dumps(result, indent=1) + "\n")
-    (folder / f"{sweep['name']}.md").write_text(render(result))
+    atomic.write_json(folder / f"{sweep['name']}.json", result, indent=1)
+    atomic.write_text(folder / f"{sweep['name']}.md", render(result))
     print(f"wrote {folder / sweep['name']}.md and .json")
 
 

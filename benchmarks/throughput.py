@@ -36,6 +36,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
 
 import envs  # noqa: F401  (registers the ids)
+from agents import atomic
 from agents.inputs import PrivilegedObservation
 from agents.recurrent.ppo import DEFAULT_BPTT_LENGTH, RecurrentPPO
 
@@ -281,7 +282,7 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
             )
         lines.append("")
     lines += summary(report)
-    path.write_text("\n".join(lines))
+    atomic.write_text(path, "\n".join(lines))
 
 
 def summary(report: dict[str, Any]) -> list[str]:
@@ -352,7 +353,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def save(report: dict[str, Any], out: Path) -> None:
     report["load_after"] = [round(x, 2) for x in os.getloadavg()]
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    atomic.write_json(out.with_suffix(".json"), report)
     write_markdown(report, out.with_suffix(".md"))
 
 

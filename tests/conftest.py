@@ -47,6 +47,27 @@ TINY_TRAIN = dict(
 )
 
 
+# A normalised recurrent run with lin_ schedules: six rollouts of 64 steps, an update after
+# each, evaluations every 128 steps, checkpoints after the updates at 128 and 256.
+SMALL_RUN = dict(
+    env="CartPole-P-v1",
+    n_timesteps=384,
+    n_envs=2,
+    n_steps=32,
+    batch_size=32,
+    n_epochs=2,
+    learning_rate="lin_1e-3",
+    clip_range="lin_0.2",
+    ent_coef="lin_0.01",
+    normalize=True,
+    eval_freq=128,
+    eval_episodes=2,
+    checkpoint_freq=128,
+    final_eval_episodes=2,
+    progress=False,
+)
+
+
 def run_script(script: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run train.py / evaluate.py as a user would, capturing its output."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -69,3 +90,12 @@ def memory_run(tmp_path_factory) -> Path:
     return agents.train(
         env="MemoryStates-v0", progress=False, run_dir=tmp_path_factory.mktemp("runs") / "memory"
     )
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory) -> Path:
+    """A finished SMALL_RUN, for tests that resume, damage or reload a run folder: copy it
+    before changing anything."""
+    import agents
+
+    return agents.train(run_dir=tmp_path_factory.mktemp("runs") / "small", **SMALL_RUN)

@@ -5,64 +5,31 @@ Timings live in benchmarks/throughput.py, not here.
 
 from __future__ import annotations
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
 from gymnasium import spaces
-from sb3_contrib.common.recurrent.buffers import RecurrentRolloutBuffer
 from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
-from sb3_contrib.common.recurrent.type_aliases import RNNStates
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
 from agents.recurrent.buffers import pack_minibatches, sequence_starts
 from agents.recurrent.policies import FastRecurrentPolicy
 from agents.recurrent.ppo import RecurrentPPO
+from agents.rollout import episodes
+from tests.recurrent_helpers import (
+    HIDDEN,
+    N_ENVS,
+    N_STEPS,
+    act_side_by_side,
+    assert_sequences_reproduce_the_rollout,
+    filled_stock_buffer,
+    outputs_and_grads,
+    rollout_only_model,
+    small_policy,
+)
 
 th.set_num_threads(1)
-
-N_ENVS, N_STEPS, HIDDEN = 3, 24, 8
-
-
-def _filled_stock_buffer(
-    policy: RecurrentActorCriticPolicy, rng: np.random.Generator
-) -> RecurrentRolloutBuffer:
-    """A stock buffer of random steps: episode starts mid-buffer in several envs, random states."""
-    lstm = policy.lstm_actor
-    state_shape = (N_STEPS, lstm.num_layers, N_ENVS, lstm.hidden_size)
-    buffer = RecurrentRolloutBuffer(
-        N_STEPS, policy.observation_space, policy.action_space, state_shape, "cpu", n_envs=N_ENVS
-    )
-    for step in range(N_STEPS):
-        starts = (rng.random(N_ENVS) < 0.2) | (step == 0)
-        states = [th.randn(lstm.num_layers, N_ENVS, lstm.hidden_size) for _ in range(4)]
-        actions = np.stack([policy.action_space.sample() for _ in range(N_ENVS)])
-        buffer.add(
-            rng.standard_normal((N_ENVS, *policy.observation_space.shape)).astype(np.float32),
-            actions.reshape(N_ENVS, -1),
-            rng.standard_normal(N_ENVS),
-            starts.astype(np.float32),
-            th.randn(N_ENVS, 1),
-            th.randn(N_ENVS),
-            lstm_states=RNNStates(tuple(states[:2]), tuple(states[2:])),
-        )
-    buffer.compute_returns_and_advantage(last_values=th.zeros(N_ENVS, 1), dones=np.zeros(N_ENVS))
-    return buffer
-
-
-def _outputs_and_grads(policy, sample, discrete: bool) -> tuple[list[th.Tensor], dict]:
-    actions = sample.actions.long().flatten() if discrete else sample.actions
-    policy.zero_grad()
-    values, log_prob, entropy = policy.evaluate_actions(
-        sample.observations, actions, sample.lstm_states, sample.episode_starts
-    )
-    mask = sample.mask
-    # A loss that reaches every parameter through values, log-probs and entropy.
-    loss = (values.flatten() * mask).sum() + (log_prob * mask).sum() + (entropy * mask).sum()
-    loss.backward()
-    grads = {n: p.grad.clone() for n, p in policy.named_parameters() if p.grad is not None}
-    return [values.flatten() * mask, log_prob * mask, entropy * mask], grads
 
 
 @pytest.mark.parametrize(
@@ -84,14 +51,14 @@ def test_matches_stock_sb3_contrib_on_the_same_minibatch(action_space, policy_kw
     ours.load_state_dict(stock.state_dict())
     discrete = isinstance(action_space, spaces.Discrete)
 
-    buffer = _filled_stock_buffer(stock, np.random.default_rng(1))
+    buffer = filled_stock_buffer(stock, np.random.default_rng(1))
     assert buffer.episode_starts[1:].any(), "the test needs episode starts mid-buffer"
     np.random.seed(2)
     n_minibatches = 0
     for batch_size in (17, None):  # minibatches cut mid-episode, and the whole buffer at once
         for sample in buffer.get(batch_size):
-            stock_out, stock_grads = _outputs_and_grads(stock, sample, discrete)
-            our_out, our_grads = _outputs_and_grads(ours, sample, discrete)
+            stock_out, stock_grads = outputs_and_grads(stock, sample, discrete)
+            our_out, our_grads = outputs_and_grads(ours, sample, discrete)
             for expected, actual in zip(stock_out, our_out, strict=True):
                 th.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
             assert stock_grads.keys() == our_grads.keys()
@@ -155,6 +122,9 @@ def test_minibatches_hold_at_least_batch_size_steps_over_random_episode_lengths(
             assert len(groups) == 1  # the whole rollout
         else:
             assert min(sizes) >= batch_size
+        # a minibatch closes at batch_size steps; only the last takes the leftovers too
+        assert max(sizes[:-1], default=0) <= batch_size - 1 + lengths.max()
+        assert sizes[-1] <= 2 * (batch_size - 1) + lengths.max()
 
 
 @pytest.mark.parametrize("bptt_length", [16, None])
@@ -178,83 +148,26 @@ def test_batch_size_at_most_bptt_length_trains_without_nan(bptt_length: int | No
     assert all(th.isfinite(p).all() for p in model.policy.parameters())
 
 
-class SplitObservation(gym.ObservationWrapper):
-    """CartPole with a Dict observation, to exercise the Dict buffer and MultiInput policy."""
-
-    def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
-        half = spaces.Box(-np.inf, np.inf, (2,), np.float32)
-        self.observation_space = spaces.Dict(cart=half, pole=half)
-
-    def observation(self, observation: np.ndarray) -> dict[str, np.ndarray]:
-        return {"cart": observation[:2], "pole": observation[2:]}
-
-
-def _rollout_only_model(
-    bptt_length: int | None, cell: str, seed: int = 0, dict_obs: bool = False
-) -> RecurrentPPO:
-    """A model whose buffer holds one rollout collected by its current parameters."""
-    wrapper = SplitObservation if dict_obs else None
-    env = make_vec_env("CartPole-v1", n_envs=N_ENVS, seed=seed, wrapper_class=wrapper)
-    model = RecurrentPPO(
-        "MultiInputLstmPolicy" if dict_obs else "MlpLstmPolicy",
-        env,
-        n_steps=N_STEPS * 2,
-        batch_size=20,
-        bptt_length=bptt_length,
-        policy_kwargs=dict(lstm_hidden_size=HIDDEN, recurrent_cell=cell),
-        seed=seed,
-    )
-    model.train = lambda: None  # type: ignore[method-assign]  # keep the rollout's parameters
-    model.learn(N_STEPS * 2 * N_ENVS)
-    return model
-
-
 @pytest.mark.parametrize(
-    ("bptt_length", "cell", "dict_obs"),
+    ("bptt_length", "cell", "observations"),
     [
-        (None, "lstm", False),
-        (1, "lstm", False),
-        (5, "lstm", False),
-        (None, "gru", False),
-        (1, "gru", False),
-        (5, "gru", False),
-        (5, "lstm", True),
+        (None, "lstm", "flat"),
+        (1, "lstm", "flat"),
+        (5, "lstm", "flat"),
+        (None, "gru", "flat"),
+        (1, "gru", "flat"),
+        (5, "gru", "flat"),
+        (5, "lstm", "dict"),
     ],
 )
 def test_truncated_sequences_reproduce_the_rollout(
-    bptt_length: int | None, cell: str, dict_obs: bool
+    bptt_length: int | None, cell: str, observations: str
 ) -> None:
-    """Sequences from stored states, reset at episode starts, give the rollout's outputs again.
-
-    Holds only if the state bookkeeping is exact: a bptt cut must start from the stored state
-    without reset and an episode start must reset; any slip changes values and log-probs.
-    """
-    model = _rollout_only_model(bptt_length, cell, dict_obs=dict_obs)
-    buffer = model.rollout_buffer
-    episode_starts = buffer.episode_starts.copy()
-    assert episode_starts[1:].any(), "CartPole episodes should end inside the rollout"
-    served = []
-    for sample in buffer.get(batch_size=20):
-        assert isinstance(sample.observations, dict) == dict_obs
-        mask = sample.mask > 0
-        n_seq = sample.lstm_states.pi[0].shape[1]
-        length = mask.reshape(n_seq, -1).sum(dim=1)
-        if bptt_length is not None:
-            assert int(length.max()) <= bptt_length
-        # Episode starts, if any, sit at the first step of a sequence.
-        assert not sample.episode_starts.reshape(n_seq, -1)[:, 1:].any()
-        with th.no_grad():
-            values, log_prob, _ = model.policy.evaluate_actions(
-                sample.observations,
-                sample.actions.long().flatten(),
-                sample.lstm_states,
-                sample.episode_starts,
-            )
-        th.testing.assert_close(values.flatten()[mask], sample.old_values[mask], atol=1e-5, rtol=0)
-        th.testing.assert_close(log_prob[mask], sample.old_log_prob[mask], atol=1e-5, rtol=0)
-        served.append(int(mask.sum()))
-    assert sum(served) == N_STEPS * 2 * N_ENVS, "every step is served exactly once per epoch"
+    """Sequences from stored states, reset at episode starts, give the rollout's outputs again
+    (tests/recurrent_helpers.py says why that checks the state bookkeeping)."""
+    model = rollout_only_model(bptt_length, cell, observations=observations)
+    assert model.rollout_buffer.episode_starts[1:].any(), "episodes should end in the rollout"
+    assert_sequences_reproduce_the_rollout(model)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -275,21 +188,12 @@ def test_saved_model_reloads_with_identical_actions_and_state_shapes(cell: str, 
     assert loaded.bptt_length == 4
     assert loaded.policy.recurrent_cell == cell
 
-    obs = env.reset()
-    states = [None, None]
-    episode_start = np.ones(2, dtype=bool)
-    for _ in range(30):
-        actions = []
-        for i, agent in enumerate((model, loaded)):
-            action, states[i] = agent.predict(obs, states[i], episode_start, deterministic=True)
-            actions.append(action)
-        np.testing.assert_array_equal(actions[0], actions[1])
-        for a, b in zip(states[0], states[1], strict=True):
+    for state, loaded_state in act_side_by_side(model, loaded, env, 30):
+        for a, b in zip(state, loaded_state, strict=True):
             assert a.shape == (2, 2, HIDDEN)  # (n_layers, n_envs, hidden), as sb3-contrib
             np.testing.assert_array_equal(a, b)
         if cell == "gru":
-            assert not states[0][1].any(), "the GRU's placeholder cell state stays zero"
-        obs, _, episode_start, _ = env.step(actions[0])
+            assert not state[1].any(), "the GRU's placeholder cell state stays zero"
 
 
 def test_training_is_reproducible_under_a_seed() -> None:
@@ -313,7 +217,9 @@ def test_training_is_reproducible_under_a_seed() -> None:
         th.testing.assert_close(a, b, atol=0, rtol=0)
 
 
-def test_gru_model_works_with_sb3_evaluate_policy() -> None:
+def test_gru_model_acts_in_sb3_evaluate_policy_as_in_our_rollout_loop() -> None:
+    """SB3's evaluate_policy (used by EvalCallback) carries the GRU's (h, c) and resets it as
+    agents/rollout.py does: the same episodes, step for step."""
     env = make_vec_env("CartPole-v1", n_envs=2, seed=7)
     model = RecurrentPPO(
         "MlpLstmPolicy",
@@ -324,19 +230,16 @@ def test_gru_model_works_with_sb3_evaluate_policy() -> None:
         seed=7,
     )
     assert type(model.policy.lstm_actor).__name__ == "GRUWithCellPlaceholder"
-    mean_return, _ = evaluate_policy(model, env, n_eval_episodes=4)
-    assert mean_return > 0
+    env.seed(7)
+    returns, lengths = evaluate_policy(model, env, n_eval_episodes=6, return_episode_rewards=True)
+    env.seed(7)
+    ours = episodes(model, env, 6, deterministic=True)
+    assert sorted(returns) == sorted(episode.total_return for episode in ours)
+    assert sorted(lengths) == sorted(episode.length for episode in ours)
 
 
 def test_policy_save_keeps_recurrent_settings(tmp_path) -> None:
-    policy = FastRecurrentPolicy(
-        spaces.Box(-1, 1, (3,)),
-        spaces.Discrete(2),
-        lambda _: 1e-3,
-        lstm_hidden_size=HIDDEN,
-        n_lstm_layers=2,
-        recurrent_cell="gru",
-    )
+    policy = small_policy(recurrent_cell="gru")
     policy.save(tmp_path / "policy.pt")
     loaded = FastRecurrentPolicy.load(tmp_path / "policy.pt")
     assert loaded.recurrent_cell == "gru"
@@ -362,7 +265,7 @@ def test_recomputed_start_states_replay_the_rollout(cell: str) -> None:
     """recompute_states replays each env from its first stored state: with the rollout's own
     weights it finds the stored states again; with new weights, sequences cut at bptt
     boundaries start from the states the new weights carry there."""
-    model = _rollout_only_model(bptt_length=5, cell=cell)
+    model = rollout_only_model(bptt_length=5, cell=cell)
     buffer = model.rollout_buffer
     buffer.refresh_states_with = model.policy
     list(buffer.get(batch_size=20))  # the first epoch serves the stored states

@@ -175,23 +175,8 @@ def test_run_folder_saved_by_an_earlier_layout_still_loads_and_acts():
     assert state[0].shape == (1, 1, 8)  # the saved hidden size, not today's default
 
 
-def test_linear_schedules_anneal_learning_rate_clip_range_and_entropy_bonus(tmp_path):
-    run_dir = agents.train(
-        env="CartPole-P-v1",
-        run_dir=tmp_path / "run",
-        n_timesteps=256,
-        n_envs=2,
-        n_steps=32,
-        batch_size=32,
-        n_epochs=1,
-        learning_rate="lin_1e-3",
-        clip_range="lin_0.2",
-        ent_coef="lin_0.01",
-        progress=False,
-        eval_freq=0,
-        final_eval_episodes=2,
-    )
-    with open(run_dir / "progress.csv") as file:
+def test_linear_schedules_anneal_learning_rate_clip_range_and_entropy_bonus(small_run):
+    with open(small_run / "progress.csv") as file:
         rows = list(csv.DictReader(file))
     for column, start in (
         ("train/learning_rate", 1e-3),
@@ -199,6 +184,6 @@ def test_linear_schedules_anneal_learning_rate_clip_range_and_entropy_bonus(tmp_
         ("train/ent_coef", 0.01),
     ):
         values = np.array([float(row[column]) for row in rows if row.get(column)])
-        # the k-th of 4 updates runs at (1 - k/4) of the start value (SB3 writes an update's
+        # the k-th of 6 updates runs at (1 - k/6) of the start value (SB3 writes an update's
         # metrics when the next rollout ends, so the last may not reach the file)
-        np.testing.assert_allclose(values[:3], start * np.array([0.75, 0.5, 0.25]), atol=1e-9)
+        np.testing.assert_allclose(values[:5], start * (1 - np.arange(1, 6) / 6), atol=1e-9)

@@ -15,6 +15,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from agents import atomic
 from agents.insight.probes import Probe, describe
 from agents.insight.traces import Trace
 
@@ -33,8 +34,8 @@ def new_figure(**kwargs) -> Figure:
 
 def save_png(figure: Figure, path: str | Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100, bbox_inches="tight")
+    with atomic.replacing(path) as temporary:
+        figure.savefig(temporary, dpi=100, bbox_inches="tight")
     return path
 
 

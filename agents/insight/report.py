@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 from gymnasium.error import DependencyNotInstalled
 
+from agents import atomic
 from agents.errors import UserError
 from agents.evaluation import record_video
 from agents.insight.plots import (
@@ -95,7 +96,7 @@ def write_report(
         + "\n</body>\n</html>\n"
     )
     path = folder / REPORT_FILE
-    path.write_text(page, encoding="utf-8")
+    atomic.write_text(path, page)
     return path
 
 

@@ -26,6 +26,7 @@ from stable_baselines3.common.policies import BaseModel
 from stable_baselines3.common.vec_env import unwrap_vec_normalize
 from torch import nn
 
+from agents import atomic
 from agents.algos import build_model
 from agents.errors import UserError
 from agents.recurrent.policies import OBSERVATION_KEY
@@ -84,8 +85,8 @@ class Trace:
         path = Path(path)
         if path.suffix != ".npz":
             raise UserError(f"trace file {path} must end in .npz")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path, **self.arrays, meta=np.array(json.dumps(self.meta)))
+        with atomic.replacing(path) as temporary:
+            np.savez_compressed(temporary, **self.arrays, meta=np.array(json.dumps(self.meta)))
         return path
 
 

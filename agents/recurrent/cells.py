@@ -7,6 +7,7 @@ buffers, SB3's ``evaluate_policy`` and every loop that carries ``(h, c)`` work u
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal, get_args
 
 import torch as th
@@ -14,6 +15,15 @@ from torch import nn
 
 RecurrentCell = Literal["lstm", "gru"]
 RECURRENT_CELLS: tuple[str, ...] = get_args(RecurrentCell)
+
+# lstm_kwargs (sb3-contrib's name, for either cell) that the policies work with; the others
+# of nn.LSTM would break them, some silently.
+RECURRENT_KWARGS = ("bias", "dropout", "device", "dtype")
+_REFUSED_KWARGS = {
+    "proj_size": "the recurrent state holds lstm_hidden_size values per unit",
+    "batch_first": "the policy feeds sequences time-major",
+    "bidirectional": "a policy cannot read the steps to come",
+}
 
 
 class GRUWithCellPlaceholder(nn.GRU):
@@ -34,10 +44,28 @@ class GRUWithCellPlaceholder(nn.GRU):
         return output, (h_n, th.zeros_like(h_n))
 
 
+def check_recurrent_kwargs(cell: str, kwargs: dict[str, Any]) -> None:
+    """ValueError naming any ``lstm_kwargs`` key the recurrent layers of ``cell`` cannot take."""
+    for key in kwargs:
+        if key in RECURRENT_KWARGS:
+            continue
+        if key == "proj_size" and cell == "gru":
+            raise ValueError(
+                "lstm_kwargs proj_size applies to an LSTM only; a GRU (recurrent_cell 'gru') "
+                f"has no projection. Supported: {', '.join(RECURRENT_KWARGS)}"
+            )
+        reason = f" ({_REFUSED_KWARGS[key]})" if key in _REFUSED_KWARGS else ""
+        raise ValueError(
+            f"lstm_kwargs {key!r} is not supported{reason}; supported: "
+            f"{', '.join(RECURRENT_KWARGS)}"
+        )
+
+
 def make_recurrent_layer(
     cell: str, input_size: int, hidden_size: int, num_layers: int, **kwargs: Any
 ) -> nn.Module:
     """Build the recurrent layer for ``cell`` ("lstm" or "gru"), both with the (h, c) interface."""
+    check_recurrent_kwargs(cell, kwargs)
     if cell == "lstm":
         return nn.LSTM(input_size, hidden_size, num_layers=num_layers, **kwargs)
     if cell == "gru":
@@ -92,3 +120,26 @@ def step_cells(
         new_hidden.append(x)
         new_cell.append(c)
     return x, (th.stack(new_hidden), th.stack(new_cell))
+
+
+@functools.cache
+def fused_adam_supported(device_type: str) -> bool:
+    """Whether the installed torch runs ``Adam(fused=True)`` on this kind of device (CPU from
+    torch 2.4 on; CUDA earlier), found by one step on a one-element tensor."""
+    try:
+        parameter = nn.Parameter(th.zeros(1, device=device_type))
+        optimizer = th.optim.Adam([parameter], fused=True)
+        parameter.grad = th.zeros_like(parameter)
+        optimizer.step()
+    except (RuntimeError, TypeError, ValueError):
+        return False
+    return True
+
+
+def use_fused_adam_where_supported(optimizer: th.optim.Optimizer, device: th.device) -> None:
+    """Turn fused Adam off where torch does not support it on ``device`` (a model built or
+    saved on a device that does, moved or loaded onto one that does not)."""
+    if not fused_adam_supported(th.device(device).type):
+        for group in optimizer.param_groups:
+            if group.get("fused"):
+                group["fused"] = False

@@ -35,6 +35,8 @@ from torch import nn
 from agents.recurrent.cells import (
     RECURRENT_CELLS,
     RecurrentCell,
+    check_recurrent_kwargs,
+    fused_adam_supported,
     make_recurrent_layer,
     step_with_cells,
     steps_with_cells,
@@ -73,10 +75,13 @@ class FastRecurrentPolicy(Sb3ContribRecurrentPolicy):
             )
         self.recurrent_cell = recurrent_cell
         optimizer_class = kwargs.get("optimizer_class", th.optim.Adam)
+        check_recurrent_kwargs(recurrent_cell, kwargs.get("lstm_kwargs") or {})
         if not args and optimizer_class is th.optim.Adam and kwargs.get("optimizer_kwargs") is None:
-            # SB3's Adam default (eps 1e-5), fused: one kernel for all parameters instead of a
-            # Python loop over them; the LSTM's large tensors made Adam ~10 % of train() here.
-            kwargs["optimizer_kwargs"] = {"eps": 1e-5, "fused": True}
+            # SB3's Adam default (eps 1e-5), fused where torch can: one kernel for all
+            # parameters instead of a Python loop over them; the LSTM's large tensors made
+            # Adam ~10 % of train() here. The policy is built on the CPU; RecurrentPPO turns
+            # fusing off again if the device it moves to has no fused kernel.
+            kwargs["optimizer_kwargs"] = {"eps": 1e-5, "fused": fused_adam_supported("cpu")}
         super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
         critic_features = self._critic_features_extractor()
         if critic_features is not None:

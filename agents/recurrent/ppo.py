@@ -28,6 +28,7 @@ from agents.recurrent.buffers import (
     SequenceRolloutBuffer,
     check_bptt_length,
 )
+from agents.recurrent.cells import use_fused_adam_where_supported
 from agents.recurrent.policies import (
     FastRecurrentCnnPolicy,
     FastRecurrentMultiInputPolicy,
@@ -108,3 +109,9 @@ class RecurrentPPO(sb3_contrib.RecurrentPPO):
         )
         if self.recompute_states:
             self.rollout_buffer.refresh_states_with = self.policy
+        use_fused_adam_where_supported(self.policy.optimizer, self.device)
+
+    def set_parameters(self, *args: Any, **kwargs: Any) -> None:
+        """As SB3's; an optimizer state saved as fused is not fused where torch cannot."""
+        super().set_parameters(*args, **kwargs)
+        use_fused_adam_where_supported(self.policy.optimizer, self.device)
