@@ -3,11 +3,13 @@
 Each cell of the grid is a normal run folder (``agents.train``) under the suite's
 ``runs_root``, named ``<env>__<algo>__<seed>``. Runs go to ``--workers`` processes (one torch
 thread each); a run whose folder holds ``benchmark.json`` is finished and skipped, so an
-interrupted benchmark resumes where it stopped (an unfinished folder is removed and rerun),
-and two commands may work on one grid at once (each run is claimed by the process training it).
-Then every finished run of the suite is aggregated into ``docs/results.json`` (the suite's
-entry), ``docs/results.md`` (all suites in results.json) and
-``docs/learning_curves_<suite>.png`` (the periodic evaluations: mean and min-max over seeds).
+interrupted benchmark resumes where it stopped: an unfinished run goes on from its newest
+checkpoint (one every 100k steps, ``train.py --resume``), and two commands may work on one
+grid at once (each run is claimed by the process training it). After every finished run, all
+finished runs of the suite are aggregated into ``docs/results.json`` (the suite's entry),
+``docs/results.md`` (all suites in results.json) and ``docs/learning_curves_<suite>.png`` (the
+periodic evaluations: mean and min-max over seeds). Run folders stay out of git: a run whose
+folder is gone is taken as results.json recorded it, so a fresh clone rebuilds the same tables.
 
     python -m benchmarks.learning benchmarks/suites/memory.yaml             # run + aggregate
     python -m benchmarks.learning benchmarks/suites/memory.yaml --only TMaze-v0 --seeds 0
@@ -38,6 +40,7 @@ import platform
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -54,6 +57,7 @@ DOCS = REPO / "docs"
 DONE_FILE = "benchmark.json"  # written last: its presence marks a finished run
 TRANSFER_EPISODES = 100
 TRANSFER_SEED = 2_000_000  # transfer episodes differ from training and final-eval episodes
+CHECKPOINT_EVERY = 100_000  # env steps; a run killed mid-way resumes from its newest one
 ENTRY_KEYS = {"n_timesteps", "seeds", "algos", "transfer", "reference", "skip"}
 TARGET_SUCCESS = 0.95  # issue 7: recurrent_ppo success on every default-difficulty task
 
@@ -176,6 +180,22 @@ def take_claim(claim: Path) -> bool:
     return True
 
 
+def train_or_resume(config: Any, run_dir: Path) -> Path:
+    """Train into ``run_dir``; a folder left by a killed worker (a session's end outlives no
+    1M-step run) goes on from its newest checkpoint, one that saved nothing starts again."""
+    import agents
+
+    if run_dir.exists():
+        if (run_dir / "metrics.json").is_file():
+            return run_dir  # trained and evaluated; what is missing comes after training
+        try:
+            return agents.resume(run_dir, progress=False)
+        except agents.UserError as error:
+            print(f"starting {run_dir.name} again: {error}", flush=True)
+            shutil.rmtree(run_dir)
+    return agents.train(config, run_dir=run_dir)
+
+
 def train_and_mark(spec: RunSpec) -> dict[str, Any]:
     import torch
 
@@ -184,8 +204,6 @@ def train_and_mark(spec: RunSpec) -> dict[str, Any]:
     from agents.runs import load
 
     torch.set_num_threads(1)
-    if spec.run_dir.exists():  # an interrupted run: start it again from scratch
-        shutil.rmtree(spec.run_dir)
     budget = {} if spec.n_timesteps is None else {"n_timesteps": int(spec.n_timesteps)}
     config = make_config(
         env=spec.env,
@@ -195,9 +213,10 @@ def train_and_mark(spec: RunSpec) -> dict[str, Any]:
         seed=spec.seed,
         progress=False,
         torch_threads=1,
+        checkpoint_freq=CHECKPOINT_EVERY,
     )
     start = time.perf_counter()
-    run_dir = agents.train(config, run_dir=spec.run_dir)
+    run_dir = train_or_resume(config, spec.run_dir)
     wall = time.perf_counter() - start
     transfer = {}
     for env in spec.transfer:
@@ -210,7 +229,11 @@ def train_and_mark(spec: RunSpec) -> dict[str, Any]:
     return {"run_dir": str(run_dir), **record}
 
 
-def execute(specs: list[RunSpec], workers: int) -> None:
+def execute(
+    specs: list[RunSpec], workers: int, after_each: Callable[[], None] | None = None
+) -> None:
+    """Train every spec not yet finished; ``after_each`` runs after each finished run (the
+    results files are rewritten then, so that a grid cut short loses nothing)."""
     todo = [spec for spec in specs if not is_done(spec.run_dir)]
     print(f"{len(specs) - len(todo)} of {len(specs)} runs already finished; {len(todo)} to go")
     if not todo:
@@ -234,6 +257,8 @@ def execute(specs: list[RunSpec], workers: int) -> None:
                 f"return {metrics['mean_return']:.3f} in {record['wall_time_s']:.0f} s",
                 flush=True,
             )
+            if after_each is not None:
+                after_each()
 
 
 # ---------------------------------------------------------------------------- aggregation
@@ -287,14 +312,32 @@ def spread(values: list[float]) -> dict[str, Any] | None:
     return {"mean": float(np.mean(values)), "std": std, "n": len(values)}
 
 
-def collect(suite: Suite) -> dict[str, Any]:
+def recorded_runs(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The runs a results file recorded, by run folder: what a clone without the run folders
+    (they stay out of git) rebuilds its tables from."""
+    rows = results.get("envs") or results.get("rows") or []
+    cells = [cell for row in rows for cell in (row.get("algos") or row.get("envs") or {}).values()]
+    return {
+        run["run_dir"]: run
+        for cell in cells
+        for run in (cell.get("runs", []) if isinstance(cell, dict) else cell)
+    }
+
+
+def read_or_recorded(run_dir: Path, recorded: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The run from its folder, or as the results file recorded it when the folder is gone."""
+    return read_run(run_dir) or recorded.get(str(shown(run_dir)))
+
+
+def collect(suite: Suite, recorded: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    recorded = recorded or {}
     envs = []
     for entry in suite.entries:
         row: dict[str, Any] = {"env": entry.env, "skip": entry.skip, "algos": {}}
         row["reference"] = entry.reference
         for algo in entry.algos:
             runs = [suite.runs_root / f"{entry.env}__{algo}__{seed}" for seed in entry.seeds]
-            found = [r for r in (read_run(run_dir) for run_dir in runs) if r is not None]
+            found = [r for r in (read_or_recorded(d, recorded) for d in runs) if r is not None]
             if not found:
                 continue
             row["memoryless_ceiling"] = found[0]["memoryless_ceiling"]
@@ -564,7 +607,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(rows) :]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=8)
+    if axes.flat[0].get_legend_handles_labels()[0]:
+        axes.flat[0].legend(fontsize=8)
     fig.tight_layout()
     with atomic.replacing(path) as temporary:
         fig.savefig(temporary, dpi=80)
@@ -573,9 +617,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 def aggregate(suite: Suite, docs: Path = DOCS) -> None:
     """Put the suite's entry into docs/results.json, rebuild results.md and its plot."""
-    result = collect(suite)
     results_json = docs / "results.json"
     results = json.loads(results_json.read_text()) if results_json.is_file() else {}
+    result = collect(suite, recorded_runs(results.get(suite.name, {})))
     results[suite.name] = result
     docs.mkdir(parents=True, exist_ok=True)
     atomic.write_json(results_json, results, indent=1)
@@ -604,7 +648,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{spec.run_dir.name:50s} {spec.n_timesteps or 'preset'}  {state}")
         return 0
     if not args.aggregate_only:
-        execute(specs, args.workers)
+        execute(specs, args.workers, after_each=lambda: aggregate(suite, args.docs))
     aggregate(suite, args.docs)
     return 0
 

@@ -34,7 +34,16 @@ import numpy as np
 import yaml
 
 from agents import atomic
-from benchmarks.learning import DOCS, REPO, TARGET_SUCCESS, RunSpec, execute, read_run, shown
+from benchmarks.learning import (
+    DOCS,
+    REPO,
+    TARGET_SUCCESS,
+    RunSpec,
+    execute,
+    read_or_recorded,
+    recorded_runs,
+    shown,
+)
 
 
 def load_sweep(path: Path) -> dict[str, Any]:
@@ -83,12 +92,19 @@ def plan(
     return specs
 
 
-def collect(sweep: dict[str, Any]) -> dict[str, Any]:
+def collect(
+    sweep: dict[str, Any], recorded: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Every finished run, from its folder or, where the folder is gone, from ``recorded``."""
+    recorded = recorded or {}
     rows = []
     for variant, overrides in sweep["variants"].items():
         cells = {}
         for env in sweep["envs"]:
-            runs = [read_run(run_dir(sweep, env, variant, seed)) for seed in sweep["seeds"]]
+            runs = [
+                read_or_recorded(run_dir(sweep, env, variant, seed), recorded)
+                for seed in sweep["seeds"]
+            ]
             runs = [run for run in runs if run is not None]
             if runs:
                 cells[env] = runs
@@ -182,8 +198,10 @@ def _rows(result, envs, short, value, with_summary: bool) -> list[str]:
 
 
 def aggregate(sweep: dict[str, Any], docs: Path = DOCS) -> None:
-    result = collect(sweep)
     folder = docs / "sweeps"
+    previous = folder / f"{sweep['name']}.json"
+    recorded = recorded_runs(json.loads(previous.read_text())) if previous.is_file() else {}
+    result = collect(sweep, recorded)
     folder.mkdir(parents=True, exist_ok=True)
     atomic.write_json(folder / f"{sweep['name']}.json", result, indent=1)
     atomic.write_text(folder / f"{sweep['name']}.md", render(result))
@@ -203,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sweep = load_sweep(args.sweep)
     if not args.aggregate_only:
-        execute(plan(sweep, args.only_variants, args.seeds), args.workers)
+        specs = plan(sweep, args.only_variants, args.seeds)
+        execute(specs, args.workers, after_each=lambda: aggregate(sweep, args.docs))
     aggregate(sweep, args.docs)
     return 0
 

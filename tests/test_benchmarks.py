@@ -1,0 +1,78 @@
+"""The learning benchmark's harness: results written after every finished run, a run killed
+mid-way resumed from its checkpoint, and tables rebuilt without the run folders (which stay
+out of git)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+
+from agents.config import make_config
+from benchmarks.learning import aggregate, execute, load_suite, plan, train_or_resume
+
+TINY_BLOCK = dict(
+    n_timesteps=256,
+    n_envs=2,
+    n_steps=32,
+    batch_size=32,
+    n_epochs=1,
+    eval_freq=0,
+    final_eval_episodes=4,
+)
+
+
+def _suite(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    suite = {
+        "name": "tiny",
+        "seeds": [0, 1],
+        "algos": ["recurrent_ppo"],
+        "runs_root": str(tmp_path / "runs"),
+        "envs": {"MemoryStates-v0": TINY_BLOCK},
+    }
+    path.write_text(yaml.safe_dump(suite))
+    return path
+
+
+def test_results_are_written_after_every_run_and_outlive_the_run_folders(tmp_path):
+    suite = load_suite(_suite(tmp_path))
+    docs = tmp_path / "docs"
+    runs_seen = []
+
+    def after_each() -> None:
+        aggregate(suite, docs)
+        entry = json.loads((docs / "results.json").read_text())["tiny"]
+        runs_seen.append(len(entry["envs"][0]["algos"]["recurrent_ppo"]["runs"]))
+
+    execute(plan(suite), workers=1, after_each=after_each)
+    assert runs_seen == [1, 2]  # a grid cut short after its first run keeps that run
+
+    before = json.loads((docs / "results.json").read_text())["tiny"]["envs"]
+    shutil.rmtree(tmp_path / "runs")  # a fresh clone: results.json, no run folders
+    aggregate(suite, docs)
+    after = json.loads((docs / "results.json").read_text())["tiny"]["envs"]
+    assert after == before
+    assert "MemoryStates-v0" in (docs / "results.md").read_text()
+
+
+def test_a_run_killed_mid_way_goes_on_from_its_checkpoint(tmp_path, capsys):
+    config = make_config(
+        env="MemoryStates-v0", overrides={**TINY_BLOCK, "checkpoint_freq": 128}, progress=False
+    )
+    run_dir = train_or_resume(config, tmp_path / "run")
+    # what a worker killed after 128 steps leaves: its checkpoint, no model or metrics
+    for name in ("model.zip", "metrics.json"):
+        (run_dir / name).unlink()
+    for checkpoint in (run_dir / "checkpoints").glob("*_256_steps.zip"):
+        checkpoint.unlink()
+    (kept,) = (run_dir / "checkpoints").glob("*_128_steps.zip")
+    kept_time = kept.stat().st_mtime_ns
+
+    assert train_or_resume(config, run_dir) == run_dir
+    assert "starting" not in capsys.readouterr().out
+    assert kept.stat().st_mtime_ns == kept_time  # resumed from it, not trained again
+    assert (run_dir / "model.zip").is_file()
+    assert json.loads((run_dir / "metrics.json").read_text())["n_timesteps"] == 256
