@@ -10,9 +10,13 @@ finished runs of the suite are aggregated into ``docs/results.json`` (the suite'
 ``docs/results.md`` (all suites in results.json) and ``docs/learning_curves_<suite>.png`` (the
 periodic evaluations: mean and min-max over seeds). Run folders stay out of git: a run whose
 folder is gone is taken as results.json recorded it, so a fresh clone rebuilds the same tables.
+A run counts only while its settings are the ones its preset gives today: after a preset
+changes, its recorded runs drop out of the tables and its finished folders are moved to
+``<name>.stale-<time>`` and trained again.
 
     python -m benchmarks.learning benchmarks/suites/memory.yaml             # run + aggregate
     python -m benchmarks.learning benchmarks/suites/memory.yaml --only TMaze-v0 --seeds 0
+    python -m benchmarks.learning benchmarks/suites/memory.yaml --algos recurrent_ppo
     python -m benchmarks.learning benchmarks/suites/memory.yaml --aggregate-only
     python -m benchmarks.learning benchmarks/suites/memory.yaml --dry-run   # list the grid
 
@@ -121,7 +125,12 @@ def load_suite(path: str | Path) -> Suite:
     return Suite(name, path, runs_root, entries, str(data.get("notes", "")).strip())
 
 
-def plan(suite: Suite, only: list[str] | None = None, seeds: list[int] | None = None):
+def plan(
+    suite: Suite,
+    only: list[str] | None = None,
+    seeds: list[int] | None = None,
+    algos: list[str] | None = None,
+):
     """The grid, seed-major, so that a benchmark cut short has every env at its first seeds."""
     specs = []
     for seed in sorted({s for entry in suite.entries for s in entry.seeds}):
@@ -130,23 +139,75 @@ def plan(suite: Suite, only: list[str] | None = None, seeds: list[int] | None = 
                 continue
             if seeds is not None and seed not in seeds:
                 continue
-            for algo in entry.algos:
-                specs.append(
-                    RunSpec(
-                        entry.env,
-                        algo,
-                        seed,
-                        entry.n_timesteps,
-                        entry.overrides,
-                        entry.transfer,
-                        suite.runs_root / f"{entry.env}__{algo}__{seed}",
-                    )
-                )
+            specs += [
+                spec_for(suite, entry, algo, seed)
+                for algo in entry.algos
+                if algos is None or algo in algos
+            ]
     return specs
+
+
+def spec_for(suite: Suite, entry: EnvEntry, algo: str, seed: int) -> RunSpec:
+    return RunSpec(
+        entry.env,
+        algo,
+        seed,
+        entry.n_timesteps,
+        entry.overrides,
+        entry.transfer,
+        suite.runs_root / f"{entry.env}__{algo}__{seed}",
+    )
 
 
 def is_done(run_dir: Path) -> bool:
     return (run_dir / DONE_FILE).is_file()
+
+
+# config keys that change how a run is watched or saved, not what it learns
+NOT_LEARNING = {"progress", "checkpoint_freq", "device", "torch_threads", "vec_env"}
+
+
+def planned_config(spec: RunSpec) -> dict[str, Any]:
+    """The resolved config the spec trains with today (presets as they are now)."""
+    from agents.config import make_config
+
+    budget = {} if spec.n_timesteps is None else {"n_timesteps": int(spec.n_timesteps)}
+    config = make_config(
+        env=spec.env,
+        overrides={**budget, **spec.overrides},  # a sweep variant may set its own budget,
+        env_preset=spec.env_preset,
+        algo=spec.algo,
+        seed=spec.seed,
+        progress=False,
+        torch_threads=1,
+        checkpoint_freq=CHECKPOINT_EVERY,
+    )
+    return config.to_dict()
+
+
+def learning_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """What decides a run's result, in the form config.yaml stores it; keys added to the
+    config after a run was made take their defaults, as they did then."""
+    from agents.config import from_dict
+
+    stored = yaml.safe_load(yaml.safe_dump(from_dict(config).to_dict(), sort_keys=False))
+    return {key: value for key, value in stored.items() if key not in NOT_LEARNING}
+
+
+def is_current(spec: RunSpec, run: dict[str, Any] | None) -> bool:
+    """A finished run counts only if it trained with the settings the spec gives today: a
+    preset changed since makes it stale."""
+    return run is not None and run.get("config") == learning_settings(planned_config(spec))
+
+
+def set_aside_if_stale(spec: RunSpec) -> None:
+    """Move a finished run of outdated settings to ``<name>.stale-<time>`` so it is rerun."""
+    if is_done(spec.run_dir) and not is_current(spec, read_run(spec.run_dir)):
+        stale = spec.run_dir.with_name(
+            f"{spec.run_dir.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}"
+        )
+        spec.run_dir.rename(stale)
+        print(f"{spec.run_dir.name}: its preset changed since it ran; moved to {stale.name}")
 
 
 def run_one(spec: RunSpec) -> dict[str, Any]:
@@ -200,21 +261,11 @@ def train_and_mark(spec: RunSpec) -> dict[str, Any]:
     import torch
 
     import agents
-    from agents.config import make_config
+    from agents.config import from_dict
     from agents.runs import load
 
     torch.set_num_threads(1)
-    budget = {} if spec.n_timesteps is None else {"n_timesteps": int(spec.n_timesteps)}
-    config = make_config(
-        env=spec.env,
-        overrides={**budget, **spec.overrides},  # a sweep variant may set its own budget,
-        env_preset=spec.env_preset,
-        algo=spec.algo,
-        seed=spec.seed,
-        progress=False,
-        torch_threads=1,
-        checkpoint_freq=CHECKPOINT_EVERY,
-    )
+    config = from_dict(planned_config(spec)).validate()
     start = time.perf_counter()
     run_dir = train_or_resume(config, spec.run_dir)
     wall = time.perf_counter() - start
@@ -234,6 +285,8 @@ def execute(
 ) -> None:
     """Train every spec not yet finished; ``after_each`` runs after each finished run (the
     results files are rewritten then, so that a grid cut short loses nothing)."""
+    for spec in specs:
+        set_aside_if_stale(spec)
     todo = [spec for spec in specs if not is_done(spec.run_dir)]
     print(f"{len(specs) - len(todo)} of {len(specs)} runs already finished; {len(todo)} to go")
     if not todo:
@@ -294,6 +347,7 @@ def read_run(run_dir: Path) -> dict[str, Any] | None:
             for env, m in record["transfer"].items()
         },
         "curve": curve,
+        "config": learning_settings(config),
     }
 
 
@@ -324,9 +378,13 @@ def recorded_runs(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
-def read_or_recorded(run_dir: Path, recorded: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
-    """The run from its folder, or as the results file recorded it when the folder is gone."""
-    return read_run(run_dir) or recorded.get(str(shown(run_dir)))
+def read_current(spec: RunSpec, recorded: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The spec's finished run from its folder, or as the results file recorded it when the
+    folder is gone; None if neither trained with today's settings."""
+    for run in (read_run(spec.run_dir), recorded.get(str(shown(spec.run_dir)))):
+        if is_current(spec, run):
+            return run
+    return None
 
 
 def collect(suite: Suite, recorded: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -336,8 +394,8 @@ def collect(suite: Suite, recorded: dict[str, dict[str, Any]] | None = None) -> 
         row: dict[str, Any] = {"env": entry.env, "skip": entry.skip, "algos": {}}
         row["reference"] = entry.reference
         for algo in entry.algos:
-            runs = [suite.runs_root / f"{entry.env}__{algo}__{seed}" for seed in entry.seeds]
-            found = [r for r in (read_or_recorded(d, recorded) for d in runs) if r is not None]
+            specs = [spec_for(suite, entry, algo, seed) for seed in entry.seeds]
+            found = [r for r in (read_current(spec, recorded) for spec in specs) if r is not None]
             if not found:
                 continue
             row["memoryless_ceiling"] = found[0]["memoryless_ceiling"]
@@ -636,12 +694,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="parallel training processes")
     parser.add_argument("--only", nargs="+", metavar="ENV", help="run only these env ids")
     parser.add_argument("--seeds", nargs="+", type=int, help="run only these seeds")
+    parser.add_argument("--algos", nargs="+", metavar="ALGO", help="run only these algos")
     parser.add_argument("--aggregate-only", action="store_true", help="rebuild docs only")
     parser.add_argument("--dry-run", action="store_true", help="list the grid and stop")
     parser.add_argument("--docs", type=Path, default=DOCS, help="where results go (docs/)")
     args = parser.parse_args(argv)
     suite = load_suite(args.suite)
-    specs = plan(suite, args.only, args.seeds)
+    specs = plan(suite, args.only, args.seeds, args.algos)
     if args.dry_run:
         for spec in specs:
             state = "finished" if is_done(spec.run_dir) else "to run"

@@ -40,7 +40,7 @@ from benchmarks.learning import (
     TARGET_SUCCESS,
     RunSpec,
     execute,
-    read_or_recorded,
+    read_current,
     recorded_runs,
     shown,
 )
@@ -65,30 +65,35 @@ def plan(
     sweep: dict[str, Any], variants: list[str] | None = None, seeds: list[int] | None = None
 ) -> list[RunSpec]:
     """Seed-major, then variant: a sweep cut short has every variant on its first seeds."""
-    specs = []
-    for seed in seeds or sweep["seeds"]:
-        for variant, overrides in sweep["variants"].items():
-            if variants and variant not in variants:
-                continue
-            overrides = dict(overrides or {})
-            tasks = overrides.pop("tasks", None)
-            for env, block in sweep["envs"].items():
-                if tasks and env not in tasks:
-                    continue
-                block = dict(block or {})
-                budget = block.pop("n_timesteps", None)
-                specs.append(
-                    RunSpec(
-                        env=env,
-                        algo=sweep["algo"],
-                        seed=seed,
-                        n_timesteps=budget,
-                        overrides={**sweep["base"], **block, **overrides},
-                        transfer=[],
-                        run_dir=run_dir(sweep, env, variant, seed),
-                        env_preset=False,
-                    )
-                )
+    return [
+        spec
+        for seed in seeds or sweep["seeds"]
+        for variant in sweep["variants"]
+        if not variants or variant in variants
+        for spec in variant_specs(sweep, variant, seed).values()
+    ]
+
+
+def variant_specs(sweep: dict[str, Any], variant: str, seed: int) -> dict[str, RunSpec]:
+    """The variant's run on each of its tasks, by env id."""
+    overrides = dict(sweep["variants"][variant] or {})
+    tasks = overrides.pop("tasks", None)
+    specs = {}
+    for env, block in sweep["envs"].items():
+        if tasks and env not in tasks:
+            continue
+        block = dict(block or {})
+        budget = block.pop("n_timesteps", None)
+        specs[env] = RunSpec(
+            env=env,
+            algo=sweep["algo"],
+            seed=seed,
+            n_timesteps=budget,
+            overrides={**sweep["base"], **block, **overrides},
+            transfer=[],
+            run_dir=run_dir(sweep, env, variant, seed),
+            env_preset=False,
+        )
     return specs
 
 
@@ -99,15 +104,12 @@ def collect(
     recorded = recorded or {}
     rows = []
     for variant, overrides in sweep["variants"].items():
-        cells = {}
-        for env in sweep["envs"]:
-            runs = [
-                read_or_recorded(run_dir(sweep, env, variant, seed), recorded)
-                for seed in sweep["seeds"]
-            ]
-            runs = [run for run in runs if run is not None]
-            if runs:
-                cells[env] = runs
+        cells: dict[str, list[dict[str, Any]]] = {}
+        for seed in sweep["seeds"]:
+            for env, spec in variant_specs(sweep, variant, seed).items():
+                run = read_current(spec, recorded)
+                if run is not None:
+                    cells.setdefault(env, []).append(run)
         rows.append({"variant": variant, "overrides": overrides or {}, "envs": cells})
     return {
         "sweep": sweep["name"],

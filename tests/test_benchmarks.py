@@ -24,14 +24,14 @@ TINY_BLOCK = dict(
 )
 
 
-def _suite(tmp_path: Path) -> Path:
+def _suite(tmp_path: Path, seeds=(0, 1), **changes) -> Path:
     path = tmp_path / "tiny.yaml"
     suite = {
         "name": "tiny",
-        "seeds": [0, 1],
+        "seeds": list(seeds),
         "algos": ["recurrent_ppo"],
         "runs_root": str(tmp_path / "runs"),
-        "envs": {"MemoryStates-v0": TINY_BLOCK},
+        "envs": {"MemoryStates-v0": {**TINY_BLOCK, **changes}},
     }
     path.write_text(yaml.safe_dump(suite))
     return path
@@ -51,11 +51,22 @@ def test_results_are_written_after_every_run_and_outlive_the_run_folders(tmp_pat
     assert runs_seen == [1, 2]  # a grid cut short after its first run keeps that run
 
     before = json.loads((docs / "results.json").read_text())["tiny"]["envs"]
+    shutil.copytree(tmp_path / "runs", tmp_path / "kept")
     shutil.rmtree(tmp_path / "runs")  # a fresh clone: results.json, no run folders
     aggregate(suite, docs)
     after = json.loads((docs / "results.json").read_text())["tiny"]["envs"]
     assert after == before
     assert "MemoryStates-v0" in (docs / "results.md").read_text()
+
+    # the preset changes: recorded runs no longer count, finished folders are set aside and
+    # trained again
+    shutil.move(tmp_path / "kept", tmp_path / "runs")
+    changed = load_suite(_suite(tmp_path, seeds=[0], n_epochs=2))
+    execute(plan(changed), workers=1)
+    aggregate(changed, docs)
+    runs = json.loads((docs / "results.json").read_text())["tiny"]["envs"][0]["algos"]
+    assert [run["config"]["n_epochs"] for run in runs["recurrent_ppo"]["runs"]] == [2]
+    assert len(list((tmp_path / "runs").glob("MemoryStates-v0__recurrent_ppo__0.stale-*"))) == 1
 
 
 def test_a_run_killed_mid_way_goes_on_from_its_checkpoint(tmp_path, capsys):
