@@ -616,11 +616,25 @@ def render(results: dict[str, Any]) -> str:
 
 def render_sweeps(docs: Path = DOCS) -> list[str]:
     """The sweeps of docs/sweeps (benchmarks/sweep.py): which setting helps on which task."""
-    from benchmarks.sweep import table
+    from benchmarks.sweep import ablation_table, table
 
+    results = [json.loads(path.read_text()) for path in sorted((docs / "sweeps").glob("*.json"))]
     lines = []
-    for path in sorted((docs / "sweeps").glob("*.json")):
-        result = json.loads(path.read_text())
+    if ablation_table(results):
+        lines += [
+            "## Ablation: which feature helps on which task",
+            "",
+            "Each row adds one feature (a config key, agents/config.py) to a baseline of the same "
+            "sweep and budget: the final success rate without → with it (mean return where the "
+            "task reports no success, e.g. the timer's error), mean over the seeds run (so far "
+            "one: a change below 0.1 is within one seed's noise; bold: 0.1 or more). The "
+            "sweeps' own sections below give every variant, seed and budget.",
+            "",
+            *ablation_table(results),
+            "",
+        ]
+    for result in results:
+        path = docs / "sweeps" / f"{result['sweep']}.json"
         lines += [
             f"## Sweep `{result['sweep']}`: what helps on which task",
             "",

@@ -17,7 +17,10 @@ solved (success >= 0.95) and the mean over tasks.
 
 A sweep file: ``name``, ``seeds``, ``algo`` (default recurrent_ppo), ``base`` (overrides for
 every run), ``envs`` (id -> ``{n_timesteps: N}`` and other overrides), ``variants`` (name ->
-overrides; a variant's ``tasks: [ids]`` limits it to those envs), optional ``notes``.
+overrides; a variant's ``tasks: [ids]`` limits it to those envs), optional ``notes`` and
+``ablations`` (feature -> ``[variant, baseline]``: the variant adds the feature to the
+baseline, a variant of this sweep or ``<sweep>/<variant>`` of another). docs/results.md shows
+every sweep's ablations in one table: which feature helps on which task.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import json
 import re
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +102,7 @@ def variant_specs(sweep: dict[str, Any], variant: str, seed: int) -> dict[str, R
 
 
 def collect(
-    sweep: dict[str, Any], recorded: dict[str, dict[str, Any]] | None = None
+    sweep: dict[str, Any], recorded: dict[str, dict[str, Any]] | None = None, docs: Path = DOCS
 ) -> dict[str, Any]:
     """Every finished run, from its folder or, where the folder is gone, from ``recorded``."""
     recorded = recorded or {}
@@ -120,7 +124,101 @@ def collect(
         "notes": str(sweep["notes"]).strip(),
         "aggregated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "rows": rows,
+        "ablations": ablations(sweep, rows, docs),
     }
+
+
+def ablations(sweep: dict[str, Any], rows: list[dict[str, Any]], docs: Path) -> list[dict]:
+    """Each feature's effect: the mean score of variant and baseline on each task both ran."""
+    found = []
+    for feature, (variant, baseline) in (sweep.get("ablations") or {}).items():
+        with_it, without = _cells(rows, variant, docs), _cells(rows, baseline, docs)
+        found.append(
+            {
+                "feature": feature,
+                "variant": variant,
+                "baseline": baseline,
+                "tasks": {
+                    env: _compared(without[env], with_it[env]) for env in with_it if env in without
+                },
+            }
+        )
+    return found
+
+
+def _cells(rows: list[dict[str, Any]], variant: str, docs: Path) -> dict[str, list[dict]]:
+    if "/" in variant:  # another sweep's variant, as its results file recorded it
+        name, variant = variant.split("/")
+        path = docs / "sweeps" / f"{name}.json"
+        rows = json.loads(path.read_text())["rows"] if path.is_file() else []
+    return next((row["envs"] for row in rows if row["variant"] == variant), {})
+
+
+def _compared(without: list[dict], with_it: list[dict]) -> dict[str, Any]:
+    """Mean success without and with a feature; the mean returns where neither succeeds (they
+    still show progress, e.g. the timer's error)."""
+    success = [_mean(runs, "success_rate") for runs in (without, with_it)]
+    if None in success or max(success) == 0:
+        return {
+            "metric": "return",
+            "values": [_mean(runs, "mean_return") for runs in (without, with_it)],
+        }
+    return {"metric": "success", "values": success}
+
+
+def _mean(runs: list[dict[str, Any]], key: str) -> float | None:
+    values = [run[key] for run in runs]
+    return None if None in values else float(np.mean(values))
+
+
+def ablation_table(results: list[dict[str, Any]]) -> list[str]:
+    """One table of every sweep's ablations: baseline -> with the feature, per task."""
+    rows = [
+        (result, ablation)
+        for result in results
+        for ablation in result.get("ablations", [])
+        if ablation["tasks"]
+    ]
+    if not rows:
+        return []
+    mentions = Counter(env for _, ablation in rows for env in ablation["tasks"])
+    envs = [env for env, _ in mentions.most_common()]
+    lines = [
+        "| feature | sweep: variant vs baseline | "
+        + " | ".join(_short(env) for env in envs)
+        + " |",
+        "|---|---|" + "---|" * len(envs),
+    ]
+    for result, ablation in rows:
+        cells = []
+        for env in envs:
+            compared = ablation["tasks"].get(env)
+            cells.append("-" if compared is None else _change(compared))
+        lines.append(
+            f"| {ablation['feature']} | {result['sweep']}: {ablation['variant']} vs "
+            f"{ablation['baseline']} | " + " | ".join(cells) + " |"
+        )
+    return lines
+
+
+def _change(compared: dict[str, Any]) -> str:
+    """``0.44→0.87`` (success), ``ret -7.3→-2.7`` (return); bold where success moved by 0.1 or
+    more, or the return by 10% or more."""
+    before, after = compared["values"]
+    if compared["metric"] == "success":
+        text, large = f"{before:.2f}→{after:.2f}", abs(after - before) >= 0.1
+    else:
+        text = f"ret {_fmt(before)}→{_fmt(after)}"
+        large = abs(after - before) >= 0.1 * max(abs(before), abs(after), 1e-9)
+    return f"**{text}**" if large else text
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.2f}" if abs(value) < 10 else f"{value:.1f}"
+
+
+def _short(env: str) -> str:
+    return env.split(":")[-1].removesuffix("-v0").removesuffix("-v1")
 
 
 def score(run: dict[str, Any]) -> float:
@@ -142,7 +240,7 @@ def render(result: dict[str, Any]) -> str:
 def table(result: dict[str, Any]) -> list[str]:
     """The sweep's table with what it measured and how; also shown in docs/results.md."""
     envs = list(result["budgets"])
-    short = [env.split(":")[-1].removesuffix("-v0").removesuffix("-v1") for env in envs]
+    short = [_short(env) for env in envs]
     lines = [
         "Every run starts from the `default` block of agents/presets.yaml, not the task's own "
         f"preset, plus `{json.dumps(result['base'])}` and the variant's overrides; algo "
@@ -203,7 +301,7 @@ def aggregate(sweep: dict[str, Any], docs: Path = DOCS) -> None:
     folder = docs / "sweeps"
     previous = folder / f"{sweep['name']}.json"
     recorded = recorded_runs(json.loads(previous.read_text())) if previous.is_file() else {}
-    result = collect(sweep, recorded)
+    result = collect(sweep, recorded, docs)
     folder.mkdir(parents=True, exist_ok=True)
     atomic.write_json(folder / f"{sweep['name']}.json", result, indent=1)
     atomic.write_text(folder / f"{sweep['name']}.md", render(result))
