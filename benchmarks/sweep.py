@@ -5,7 +5,7 @@ config overrides. Every task x variant x seed is one normal run folder under
 ``runs/sweeps/<name>/``, trained from the ``default`` block of agents/presets.yaml (not the
 task's own preset) plus the sweep's ``base`` and the variant: the defaults are judged as a
 user's own env would meet them. Runs are resumable and shared by parallel commands exactly as
-in benchmarks/learning.py, whose machinery this reuses.
+in benchmarks/learning.py (benchmarks/grid.py).
 
     python -m benchmarks.sweep benchmarks/sweeps/defaults.yaml --workers 2
     python -m benchmarks.sweep benchmarks/sweeps/defaults.yaml --only-variants B C --seeds 0
@@ -38,16 +38,8 @@ import numpy as np
 import yaml
 
 from agents import atomic
-from benchmarks.learning import (
-    DOCS,
-    REPO,
-    TARGET_SUCCESS,
-    RunSpec,
-    execute,
-    read_current,
-    recorded_runs,
-    shown,
-)
+from benchmarks.grid import REPO, RunSpec, execute, read_current, recorded_runs, shown
+from benchmarks.tables import DOCS, TARGET_SUCCESS
 
 
 def load_sweep(path: Path) -> dict[str, Any]:

@@ -11,7 +11,8 @@ from pathlib import Path
 import yaml
 
 from agents.config import make_config
-from benchmarks.learning import aggregate, execute, load_suite, plan, train_or_resume
+from benchmarks.grid import execute, train_or_resume
+from benchmarks.learning import aggregate, load_suite, plan
 
 TINY_BLOCK = dict(
     n_timesteps=256,

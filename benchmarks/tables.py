@@ -1,0 +1,264 @@
+"""docs/results.md: the suites' tables (against the memoryless ceiling and the baselines),
+transfer and reference columns, the sweeps' ablation table, and the learning-curve plots."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents import atomic
+from benchmarks.grid import REPO, TRANSFER_EPISODES
+
+DOCS = REPO / "docs"
+TARGET_SUCCESS = 0.95  # recurrent_ppo success on every default-difficulty task
+
+
+ALGO_ORDER = ("recurrent_ppo", "ppo", "ppo_framestack")
+
+
+def fmt(stat: dict[str, Any] | None, digits: int) -> str:
+    if stat is None:
+        return "not run"
+    return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f} ({stat['n']})"
+
+
+def binomial_limit(ceiling: float, episodes: int) -> float:
+    """Ceiling + 4 binomial sigma of one run's success rate over ``episodes`` episodes."""
+    return ceiling + 4 * math.sqrt(max(ceiling * (1 - ceiling), 0.25 / episodes) / episodes)
+
+
+def checks(row: dict[str, Any]) -> tuple[str, str]:
+    """Did recurrent_ppo reach the target on every seed; is ppo at or below the ceiling?"""
+    ceiling, algos = row.get("memoryless_ceiling"), row["algos"]
+    recurrent, ppo = algos.get("recurrent_ppo"), algos.get("ppo")
+    if ceiling is None:
+        return "", ""
+    reached = "not run"
+    if recurrent and recurrent["success_rate"]:
+        worst = min(r["success_rate"] for r in recurrent["runs"])
+        reached = "yes" if worst >= TARGET_SUCCESS else f"no (worst seed {worst:.2f})"
+    capped = "not run"
+    if ppo and ppo["success_rate"]:
+        best = max(r["success_rate"] for r in ppo["runs"])
+        capped = "yes" if best <= binomial_limit(ceiling, ppo["episodes"]) else f"no ({best:.2f})"
+    return reached, capped
+
+
+def render_suite(result: dict[str, Any]) -> list[str]:
+    rows = [row for row in result["envs"]]
+    lines = [
+        f"## Suite `{result['suite']}`",
+        "",
+        f"Command: `{result['command']}` (aggregated {result['aggregated']}; "
+        f"{result['machine']['cpu_count']} CPU cores, one torch thread a run, "
+        f"torch {result['machine']['torch']}).",
+        "",
+    ]
+    if result["notes"]:
+        lines += [result["notes"], ""]
+    success_rows = [r for r in rows if any(a["success_rate"] for a in r["algos"].values())]
+    if success_rows:
+        lines += [
+            "Success rate of the final evaluation (fresh episodes, deterministic actions), "
+            "mean ± std over seeds (number of seeds). *rppo >= 0.95*: every seed of "
+            "recurrent_ppo reached 0.95. *ppo <= ceiling*: every seed of ppo stayed within "
+            "4 binomial sigma of the memoryless ceiling.",
+            "",
+            "| env | memoryless ceiling | budget (steps) | recurrent_ppo | ppo | ppo_framestack "
+            "| rppo >= 0.95 | ppo <= ceiling | wall time per run (s): rppo / ppo / fs |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for row in success_rows:
+            cells = [fmt(row["algos"].get(a, {}).get("success_rate"), 2) for a in ALGO_ORDER]
+            lines.append(
+                f"| {row['env']} | {row['memoryless_ceiling']:.3g} | {row['n_timesteps']:,} | "
+                + " | ".join(cells)
+                + " | "
+                + " | ".join(checks(row))
+                + f" | {wall_times(row)} |"
+            )
+        lines.append("")
+    lines += [
+        "Mean return of the final evaluation (deterministic actions), mean ± std over seeds "
+        "(number of seeds).",
+        "",
+        "| env | budget (steps) | episodes | recurrent_ppo | ppo | ppo_framestack "
+        "| wall time per run (s): rppo / ppo / fs |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        if row["skip"]:
+            lines.append(f"| {row['env']} | not run: {row['skip']} | | | | | |")
+            continue
+        if not row["algos"]:
+            lines.append(f"| {row['env']} | not run yet | | | | | |")
+            continue
+        cells = [fmt(row["algos"].get(a, {}).get("mean_return"), 2) for a in ALGO_ORDER]
+        episodes = next(iter(row["algos"].values()))["episodes"]
+        lines.append(
+            f"| {row['env']} | {row['n_timesteps']:,} | {episodes} | "
+            + " | ".join(cells)
+            + f" | {wall_times(row)} |"
+        )
+    lines.append("")
+    lines += render_transfer(rows) + render_reference(rows)
+    if not any(row["algos"] for row in rows):
+        return lines
+    lines += [
+        f"Learning curves (periodic evaluations during training; line: mean over seeds, band: "
+        f"min to max): [learning_curves_{result['suite']}.png]"
+        f"(learning_curves_{result['suite']}.png)",
+        "",
+        f"![learning curves, suite {result['suite']}](learning_curves_{result['suite']}.png)",
+        "",
+    ]
+    return lines
+
+
+def wall_times(row: dict[str, Any]) -> str:
+    times = []
+    for algo in ALGO_ORDER:
+        stat = row["algos"].get(algo, {}).get("wall_time_s")
+        times.append(f"{stat['mean']:.0f}" if stat else "-")
+    return " / ".join(times)
+
+
+def render_transfer(rows: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for row in rows:
+        for algo in ALGO_ORDER:
+            stats = row["algos"].get(algo, {}).get("transfer", {})
+            for env, stat in stats.items():
+                if not lines:
+                    lines = [
+                        "Generalisation: agents trained on one env, evaluated on another "
+                        f"({TRANSFER_EPISODES} episodes), success rate mean ± std over seeds.",
+                        "",
+                        "| trained on | evaluated on | algo | success rate | mean return |",
+                        "|---|---|---|---|---|",
+                    ]
+                lines.append(
+                    f"| {row['env']} | {env} | {algo} | {fmt(stat['success_rate'], 2)} | "
+                    f"{fmt(stat['mean_return'], 2)} |"
+                )
+    return lines + [""] if lines else []
+
+
+def render_reference(rows: list[dict[str, Any]]) -> list[str]:
+    by_env = {row["env"]: row for row in rows}
+    lines = []
+    for row in rows:
+        reference = by_env.get(row["reference"]) if row["reference"] else None
+        if reference is None:
+            continue
+        full = reference["algos"].get("ppo", {}).get("mean_return")
+        recurrent = row["algos"].get("recurrent_ppo", {}).get("mean_return")
+        if not lines:
+            lines = [
+                "Recurrent PPO against PPO with full observations at the same budget "
+                "(ratio of mean returns; the issue's target is >= 0.80).",
+                "",
+                "| env | full-observation env | ppo on it | recurrent_ppo | ratio |",
+                "|---|---|---|---|---|",
+            ]
+        ratio = f"{recurrent['mean'] / full['mean']:.2f}" if full and recurrent else "not run"
+        lines.append(
+            f"| {row['env']} | {row['reference']} | {fmt(full, 1)} | {fmt(recurrent, 1)} "
+            f"| {ratio} |"
+        )
+    return lines + [""] if lines else []
+
+
+def render(results: dict[str, Any]) -> str:
+    lines = [
+        "# Learning results",
+        "",
+        "Generated by `benchmarks/learning.py` from the run folders of each suite; do not edit "
+        "by hand (rerun the command of a suite: finished runs are skipped, then the tables "
+        "and plots are rebuilt). The numbers for every run, with its run folder, are in "
+        "[results.json](results.json). Budgets are the `n_timesteps` of "
+        "[agents/presets.yaml](../agents/presets.yaml) unless a suite says otherwise, so "
+        "`python train.py --env ID --algo ALGO --seed S` reproduces a run.",
+        "",
+    ]
+    for name in sorted(results):
+        lines += render_suite(results[name])
+    lines += render_sweeps()
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_sweeps(docs: Path = DOCS) -> list[str]:
+    """The sweeps of docs/sweeps (benchmarks/sweep.py): which setting helps on which task."""
+    from benchmarks.sweep import ablation_table, table
+
+    results = [json.loads(path.read_text()) for path in sorted((docs / "sweeps").glob("*.json"))]
+    lines = []
+    if ablation_table(results):
+        lines += [
+            "## Ablation: which feature helps on which task",
+            "",
+            "Each row adds one feature (a config key, agents/config.py) to a baseline of the same "
+            "sweep and budget: the final success rate without → with it (mean return where the "
+            "task reports no success, e.g. the timer's error), mean over the seeds run (so far "
+            "one: a change below 0.1 is within one seed's noise; bold: 0.1 or more). The "
+            "sweeps' own sections below give every variant, seed and budget.",
+            "",
+            *ablation_table(results),
+            "",
+        ]
+    for result in results:
+        path = docs / "sweeps" / f"{result['sweep']}.json"
+        lines += [
+            f"## Sweep `{result['sweep']}`: what helps on which task",
+            "",
+            f"Command: `python -m benchmarks.sweep {result['sweep_file']}` (aggregated "
+            f"{result['aggregated']}); also in [sweeps/{path.stem}.md](sweeps/{path.stem}.md).",
+            "",
+            *table(result),
+        ]
+    return lines
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [row for row in result["envs"] if row["algos"]]
+    if not rows:
+        return
+    cols = min(4, len(rows))
+    nrows = math.ceil(len(rows) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4 * cols, 3 * nrows), squeeze=False)
+    colors = {"recurrent_ppo": "tab:blue", "ppo": "tab:red", "ppo_framestack": "tab:green"}
+    for ax, row in zip(axes.flat, rows, strict=False):
+        metric = "mean_return"
+        for algo, stats in row["algos"].items():
+            curves = [run["curve"] for run in stats["runs"] if run["curve"]]
+            if not curves:
+                continue
+            metric = curves[0]["metric"]
+            length = min(len(c["value"]) for c in curves)
+            steps = np.array(curves[0]["timesteps"][:length])
+            values = np.array([c["value"][:length] for c in curves])
+            ax.plot(steps, values.mean(0), color=colors.get(algo), label=algo)
+            ax.fill_between(steps, values.min(0), values.max(0), color=colors.get(algo), alpha=0.2)
+        if metric == "success_rate" and row.get("memoryless_ceiling") is not None:
+            ax.axhline(row["memoryless_ceiling"], color="k", ls="--", lw=1, label="ceiling")
+        ax.set_title(row["env"], fontsize=10)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel(metric.replace("_", " "))
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(rows) :]:
+        ax.axis("off")
+    if axes.flat[0].get_legend_handles_labels()[0]:
+        axes.flat[0].legend(fontsize=8)
+    fig.tight_layout()
+    with atomic.replacing(path) as temporary:
+        fig.savefig(temporary, dpi=80)
+    plt.close(fig)
