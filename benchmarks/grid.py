@@ -131,18 +131,31 @@ def take_claim(claim: Path) -> bool:
 
 def train_or_resume(config: Any, run_dir: Path) -> Path:
     """Train into ``run_dir``; a folder left by a killed worker (a session's end outlives no
-    1M-step run) goes on from its newest checkpoint, one that saved nothing starts again."""
+    1M-step run) goes on from its newest checkpoint, unless it saved nothing or trained with
+    other settings: then it starts again."""
     import agents
 
     if run_dir.exists():
-        if (run_dir / "metrics.json").is_file():
-            return run_dir  # trained and evaluated; what is missing comes after training
-        try:
-            return agents.resume(run_dir, progress=False)
-        except agents.UserError as error:
-            print(f"starting {run_dir.name} again: {error}", flush=True)
+        if not _trained_with(run_dir, config.to_dict()):
+            print(f"starting {run_dir.name} again: its settings changed", flush=True)
             shutil.rmtree(run_dir)
+        elif (run_dir / "metrics.json").is_file():
+            return run_dir  # trained and evaluated; what is missing comes after training
+        else:
+            try:
+                return agents.resume(run_dir, progress=False)
+            except agents.UserError as error:
+                print(f"starting {run_dir.name} again: {error}", flush=True)
+                shutil.rmtree(run_dir)
     return agents.train(config, run_dir=run_dir)
+
+
+def _trained_with(run_dir: Path, config: dict[str, Any]) -> bool:
+    try:
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+        return learning_settings(saved) == learning_settings(config)
+    except Exception:  # no config.yaml, or one this version cannot read: not these settings
+        return False
 
 
 def train_and_mark(spec: RunSpec) -> dict[str, Any]:

@@ -88,3 +88,14 @@ def test_a_run_killed_mid_way_goes_on_from_its_checkpoint(tmp_path, capsys):
     assert kept.stat().st_mtime_ns == kept_time  # resumed from it, not trained again
     assert (run_dir / "model.zip").is_file()
     assert json.loads((run_dir / "metrics.json").read_text())["n_timesteps"] == 256
+
+    # a leftover folder of other settings (its preset changed since) is trained again
+    changed = make_config(
+        env="MemoryStates-v0",
+        overrides={**TINY_BLOCK, "checkpoint_freq": 128, "n_epochs": 2},
+        progress=False,
+    )
+    (run_dir / "metrics.json").unlink()
+    train_or_resume(changed, run_dir)
+    assert "its settings changed" in capsys.readouterr().out
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["n_epochs"] == 2
