@@ -54,7 +54,7 @@ from benchmarks.grid import (
     recorded_runs,
     shown,
 )
-from benchmarks.tables import DOCS, plot, render
+from benchmarks.tables import DOCS, plot, rewrite_results_md
 
 ENTRY_KEYS = {"n_timesteps", "seeds", "algos", "transfer", "reference", "skip"}
 
@@ -211,7 +211,7 @@ def aggregate(suite: Suite, docs: Path = DOCS) -> None:
     results[suite.name] = result
     docs.mkdir(parents=True, exist_ok=True)
     atomic.write_json(results_json, results, indent=1)
-    atomic.write_text(docs / "results.md", render(results))
+    rewrite_results_md(docs)
     curves = docs / f"learning_curves_{suite.name}.png"
     plot(result, curves)
     written = f" and {curves}" if curves.is_file() else ""

@@ -39,7 +39,7 @@ import yaml
 
 from agents import atomic
 from benchmarks.grid import REPO, RunSpec, execute, read_current, recorded_runs, shown
-from benchmarks.tables import DOCS, TARGET_SUCCESS
+from benchmarks.tables import DOCS, TARGET_SUCCESS, rewrite_results_md
 
 
 def load_sweep(path: Path) -> dict[str, Any]:
@@ -297,7 +297,8 @@ def aggregate(sweep: dict[str, Any], docs: Path = DOCS) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     atomic.write_json(folder / f"{sweep['name']}.json", result, indent=1)
     atomic.write_text(folder / f"{sweep['name']}.md", render(result))
-    print(f"wrote {folder / sweep['name']}.md and .json")
+    results_md = rewrite_results_md(docs)
+    print(f"wrote {folder / sweep['name']}.md and .json, and {results_md}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -173,7 +173,15 @@ def render_reference(rows: list[dict[str, Any]]) -> list[str]:
     return lines + [""] if lines else []
 
 
-def render(results: dict[str, Any]) -> str:
+def rewrite_results_md(docs: Path = DOCS) -> Path:
+    """docs/results.md anew from results.json (the suites) and docs/sweeps (the sweeps)."""
+    results_json = docs / "results.json"
+    results = json.loads(results_json.read_text()) if results_json.is_file() else {}
+    atomic.write_text(docs / "results.md", render(results, docs))
+    return docs / "results.md"
+
+
+def render(results: dict[str, Any], docs: Path = DOCS) -> str:
     lines = [
         "# Learning results",
         "",
@@ -187,7 +195,7 @@ def render(results: dict[str, Any]) -> str:
     ]
     for name in sorted(results):
         lines += render_suite(results[name])
-    lines += render_sweeps()
+    lines += render_sweeps(docs)
     return "\n".join(lines).rstrip() + "\n"
 
 
