@@ -45,6 +45,7 @@ def build_model(config: TrainConfig, env: VecEnv) -> BaseAlgorithm:
             enable_critic_lstm=config.enable_critic_lstm and not config.shared_lstm,
             shared_lstm=config.shared_lstm,
             recurrent_cell=config.recurrent_cell,
+            forget_bias=config.forget_bias,
         )
         extra.update(bptt_length=config.bptt_length, recompute_states=config.recompute_states)
     return algo_class(config.algo)(

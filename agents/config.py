@@ -78,6 +78,7 @@ class TrainConfig:
     privileged_critic: bool = False  # recurrent_ppo: the critic also reads the hidden state
     # recurrent_ppo only
     recurrent_cell: str = "lstm"
+    forget_bias: float | None = None  # LSTM forget gates' initial bias; null: PyTorch's init
     lstm_hidden_size: int = 64
     n_lstm_layers: int = 1
     enable_critic_lstm: bool = True
@@ -132,6 +133,11 @@ class TrainConfig:
                 "privileged_critic needs a critic of its own: use algo recurrent_ppo with "
                 "shared_lstm false"
             )
+        if self.forget_bias is not None and self.recurrent_cell != "lstm":
+            raise UserError(
+                f"forget_bias sets an LSTM's forget gates; a {self.recurrent_cell} has none: "
+                "leave it null or use recurrent_cell lstm"
+            )
         try:
             check_bptt_length(self.bptt_length)
         except ValueError as error:
@@ -156,6 +162,7 @@ ALGO_ONLY_KEYS: dict[str, tuple[str, ...]] = {
     "recurrent_ppo": (
         "privileged_critic",
         "recurrent_cell",
+        "forget_bias",
         "lstm_hidden_size",
         "n_lstm_layers",
         "enable_critic_lstm",

@@ -76,6 +76,7 @@ def test_schedules_keep_the_zoo_spelling():
         ({"n_envs": "many"}, "config key 'n_envs' expects int, got 'many'"),
         ({"normalize": "yes please"}, "config key 'normalize' expects bool"),
         ({"recurrent_cell": "rnn"}, "unknown recurrent_cell 'rnn'"),
+        ({"recurrent_cell": "gru", "forget_bias": 1.0}, "a gru has none"),
         ({"learning_rate": "lin_fast"}, "expects a number or lin_<number> (linear to 0)"),
         ({"clip_range": "cos_0.2"}, "config key 'clip_range' expects a number or lin_<number>"),
         ({"learning_rate": "lin_0"}, "learning_rate must be > 0, got lin_0"),
@@ -120,6 +121,14 @@ def test_state_dependent_exploration_needs_continuous_actions(tmp_path):
     assert not any(tmp_path.iterdir()), "no half-made run folder"
 
 
+def _forget_bias(lstm):
+    """The forget gates' total bias (bias_ih + bias_hh), the same for every unit."""
+    forget = slice(lstm.hidden_size, 2 * lstm.hidden_size)
+    total = lstm.bias_ih_l0[forget] + lstm.bias_hh_l0[forget]
+    assert total.min() == total.max()
+    return total.detach()[0]
+
+
 @pytest.mark.parametrize(
     ("env", "key", "value", "read"),
     [
@@ -127,6 +136,7 @@ def test_state_dependent_exploration_needs_continuous_actions(tmp_path):
         ("TMaze-v0", "target_kl", 0.02, lambda m: m.target_kl),
         ("TMaze-v0", "recompute_states", True, lambda m: m.recompute_states),
         ("TMaze-v0", "bptt_length", None, lambda m: m.bptt_length),
+        ("TMaze-v0", "forget_bias", 1.0, lambda m: float(_forget_bias(m.policy.lstm_actor))),
         ("Pendulum-P-v1", "use_sde", True, lambda m: m.use_sde),
         ("Pendulum-P-v1", "log_std_init", -1.5, lambda m: float(m.policy.log_std.detach().mean())),
     ],

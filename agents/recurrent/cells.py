@@ -143,3 +143,18 @@ def use_fused_adam_where_supported(optimizer: th.optim.Optimizer, device: th.dev
         for group in optimizer.param_groups:
             if group.get("fused"):
                 group["fused"] = False
+
+
+def set_forget_bias(module: nn.Module, value: float) -> None:
+    """Set the forget gates' bias of every ``nn.LSTM`` in ``module`` to ``value``.
+
+    PyTorch adds two biases, ``bias_ih`` and ``bias_hh``, whose gates are stacked as input,
+    forget, cell, output: the forget quarter of ``bias_ih`` carries ``value``, that of
+    ``bias_hh`` is zeroed, so that their sum is ``value``.
+    """
+    with th.no_grad():
+        for lstm in (layer for layer in module.modules() if isinstance(layer, nn.LSTM)):
+            forget = slice(lstm.hidden_size, 2 * lstm.hidden_size)
+            for name, bias in lstm.named_parameters():
+                if name.startswith("bias_"):
+                    bias[forget] = value if name.startswith("bias_ih") else 0.0

@@ -38,6 +38,7 @@ from agents.recurrent.cells import (
     check_recurrent_kwargs,
     fused_adam_supported,
     make_recurrent_layer,
+    set_forget_bias,
     step_with_cells,
     steps_with_cells,
 )
@@ -58,6 +59,10 @@ class FastRecurrentPolicy(Sb3ContribRecurrentPolicy):
 
     :param recurrent_cell: "lstm" (default, as sb3-contrib) or "gru". For "gru" the
         ``c`` half of every state tuple is zeros and ignored.
+    :param forget_bias: the initial bias of the LSTMs' forget gates (None: PyTorch's init,
+        as sb3-contrib). 1.0 starts every unit remembering, so that gradients reach back
+        across many steps before the memory has learned what to keep (Gers et al. 2000,
+        Jozefowicz et al. 2015).
     """
 
     def __init__(
@@ -67,6 +72,7 @@ class FastRecurrentPolicy(Sb3ContribRecurrentPolicy):
         lr_schedule: Schedule,
         *args: Any,
         recurrent_cell: RecurrentCell = "lstm",
+        forget_bias: float | None = None,
         **kwargs: Any,
     ) -> None:
         if recurrent_cell not in RECURRENT_CELLS:
@@ -87,8 +93,14 @@ class FastRecurrentPolicy(Sb3ContribRecurrentPolicy):
         if critic_features is not None:
             self.vf_features_extractor = critic_features
         critic_dim = self.vf_features_extractor.features_dim
-        if recurrent_cell == "lstm" and critic_dim == self.features_dim:
-            return
+        if recurrent_cell != "lstm" or critic_dim != self.features_dim:
+            self._rebuild_recurrent_layers(recurrent_cell, critic_dim, lr_schedule)
+        if forget_bias is not None:
+            set_forget_bias(self, forget_bias)
+
+    def _rebuild_recurrent_layers(
+        self, recurrent_cell: RecurrentCell, critic_dim: int, lr_schedule: Schedule
+    ) -> None:
         # The parent builds nn.LSTMs sized for the actor's features; rebuild what differs (the
         # cell; the critic's input), then the optimizer, which holds references to the
         # parameters it was built with.
