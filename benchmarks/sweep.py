@@ -125,17 +125,20 @@ def ablations(sweep: dict[str, Any], rows: list[dict[str, Any]], docs: Path) -> 
     found = []
     for feature, (variant, baseline) in (sweep.get("ablations") or {}).items():
         with_it, without = _cells(rows, variant, docs), _cells(rows, baseline, docs)
-        found.append(
-            {
-                "feature": feature,
-                "variant": variant,
-                "baseline": baseline,
-                "tasks": {
-                    env: _compared(without[env], with_it[env]) for env in with_it if env in without
-                },
-            }
-        )
+        # runs of other budgets are compared only where the budget is the feature
+        budget_is_feature = "n_timesteps" in (sweep["variants"].get(variant) or {})
+        tasks = {
+            env: _compared(without[env], with_it[env])
+            for env in with_it
+            if env in without
+            and (budget_is_feature or _budget(with_it[env]) == _budget(without[env]))
+        }
+        found.append({"feature": feature, "variant": variant, "baseline": baseline, "tasks": tasks})
     return found
+
+
+def _budget(runs: list[dict[str, Any]]) -> int:
+    return runs[0]["n_timesteps"]
 
 
 def _cells(rows: list[dict[str, Any]], variant: str, docs: Path) -> dict[str, list[dict]]:
@@ -147,10 +150,10 @@ def _cells(rows: list[dict[str, Any]], variant: str, docs: Path) -> dict[str, li
 
 
 def _compared(without: list[dict], with_it: list[dict]) -> dict[str, Any]:
-    """Mean success without and with a feature; the mean returns where neither succeeds (they
-    still show progress, e.g. the timer's error)."""
+    """Mean success without and with a feature; the mean returns where neither reaches 0.1
+    (they still show progress, e.g. the timer's error)."""
     success = [_mean(runs, "success_rate") for runs in (without, with_it)]
-    if None in success or max(success) == 0:
+    if None in success or max(success) < 0.1:  # near zero: the return says more
         return {
             "metric": "return",
             "values": [_mean(runs, "mean_return") for runs in (without, with_it)],
