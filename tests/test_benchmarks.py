@@ -13,6 +13,7 @@ import yaml
 from agents.config import make_config
 from benchmarks.grid import execute, train_or_resume
 from benchmarks.learning import aggregate, load_suite, plan
+from benchmarks.sweep import ablation_table, ablations
 
 TINY_BLOCK = dict(
     n_timesteps=256,
@@ -99,3 +100,23 @@ def test_a_run_killed_mid_way_goes_on_from_its_checkpoint(tmp_path, capsys):
     train_or_resume(changed, run_dir)
     assert "its settings changed" in capsys.readouterr().out
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["n_epochs"] == 2
+
+
+def _runs(success, mean_return=0.0, steps=1000):
+    return [{"success_rate": success, "mean_return": mean_return, "n_timesteps": steps}]
+
+
+def test_ablation_table_compares_equal_budgets_and_shows_returns_near_zero_success(tmp_path):
+    rows = [
+        {"variant": "base", "envs": {"A": _runs(0.4), "B": _runs(0.0, -7.0), "C": _runs(0.5)}},
+        {
+            "variant": "feature",
+            "envs": {"A": _runs(0.9), "B": _runs(0.02, -2.5), "C": _runs(1.0, steps=5000)},
+        },
+    ]
+    sweep = {"variants": {"base": {}, "feature": {}}, "ablations": {"f": ["feature", "base"]}}
+    result = {"sweep": "s", "ablations": ablations(sweep, rows, tmp_path)}
+    header, _, line = ablation_table([result])
+    assert header == "| feature | sweep: variant vs baseline | A | B |"  # C: other budgets
+    assert "**0.40→0.90**" in line  # success, moved by 0.1 or more
+    assert "**ret -7.0→-2.5**" in line  # success below 0.1 on both sides: the return
