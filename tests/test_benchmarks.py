@@ -119,4 +119,4 @@ def test_ablation_table_compares_equal_budgets_and_shows_returns_near_zero_succe
     header, _, line = ablation_table([result])
     assert header == "| feature | sweep: variant vs baseline | A | B |"  # C: other budgets
     assert "**0.40→0.90**" in line  # success, moved by 0.1 or more
-    assert "**ret -7.0→-2.5**" in line  # success below 0.1 on both sides: the return
+    assert "**ret -7.00→-2.50**" in line  # success below 0.1 on both sides: the return
