@@ -27,7 +27,7 @@ EXPECTED_SUCCESS: dict[str, float | None] = {
     "ChildrensBook-v0": 0.95,
     "Copy-v0": 0.7,  # seeds 0, 1, 2: 0.94, 0.88, 0.97 (ceiling 0.0996)
     "TMaze-v0": None,  # 1.0 on seed 0, 0.59 and 0.58 on seeds 1 and 2 (ceiling 0.5)
-    "Counting-v0": None,  # 1.0 on seed 0 with forget_bias 1.0; other seeds not run yet
+    "Counting-v0": 0.95,
     "SelectiveCounting-v0": None,
     "Timer-v0": None,
 }
