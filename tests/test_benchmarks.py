@@ -14,16 +14,10 @@ from agents.config import make_config
 from benchmarks.grid import execute, train_or_resume
 from benchmarks.learning import aggregate, load_suite, plan
 from benchmarks.sweep import ablation_table, ablations
+from tests.conftest import TINY_TRAIN
 
-TINY_BLOCK = dict(
-    n_timesteps=256,
-    n_envs=2,
-    n_steps=32,
-    batch_size=32,
-    n_epochs=1,
-    eval_freq=0,
-    final_eval_episodes=4,
-)
+# a suite block of tiny runs; the harness sets progress itself
+TINY_BLOCK = {key: value for key, value in TINY_TRAIN.items() if key != "progress"}
 
 
 def _suite(tmp_path: Path, seeds=(0, 1), **changes) -> Path:
