@@ -255,6 +255,20 @@ def test_privileged_critic_is_searched_only_where_the_env_offers_it():
     assert "privileged_critic" not in fit_space_to_envs(space, [tiny_config("CartPole-v1")])
 
 
+def test_forget_bias_is_searched_only_in_lstm_trials():
+    space = search_spaces.load_space("recurrent_ppo")
+    subset = {key: space[key] for key in ("forget_bias", "recurrent_cell")}  # bias listed first
+    lstm = optuna.trial.FixedTrial({"recurrent_cell": "lstm", "forget_bias": 1.0})
+    assert search_spaces.sample(lstm, subset) == {"recurrent_cell": "lstm", "forget_bias": 1.0}
+    gru = optuna.trial.FixedTrial({"recurrent_cell": "gru", "forget_bias": 1.0})
+    assert search_spaces.sample(gru, subset) == {"recurrent_cell": "gru"}
+    only_bias = {"forget_bias": space["forget_bias"]}  # the user fixed the cell
+    assert search_spaces.sample(optuna.trial.FixedTrial({}), only_bias, cell="gru") == {}
+    assert search_spaces.sample(lstm, only_bias, cell="lstm") == {"forget_bias": 1.0}
+    for sampled in (search_spaces.sample(t, subset) for t in (lstm, gru)):
+        tiny_config("MemoryStates-v0", **sampled).validate()  # never a refused combination
+
+
 def test_search_space_sampling_folds_schedules_and_skips_fixed_keys(tmp_path):
     space = search_spaces.load_space("recurrent_ppo")
     assert set(space) >= {"learning_rate", "ent_coef", "n_steps", "bptt_length", "recurrent_cell"}

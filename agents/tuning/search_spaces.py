@@ -19,6 +19,9 @@ SEARCH_SPACES_FILE = Path(__file__).with_name("search_spaces.yaml")
 SCHEDULE_SUFFIX = "_schedule"
 SCHEDULE_CHOICES = ("constant", "linear")
 RANGE_KEYS = {"low", "high", "log", "step"}
+# keys that only an LSTM takes: suggested only in trials whose cell is one, so that TPE
+# learns them where they apply instead of pruning every GRU trial that drew them
+LSTM_ONLY_KEYS = ("forget_bias",)
 
 Space = dict[str, Any]
 
@@ -83,9 +86,18 @@ def without(space: Space, keys: Iterable[str]) -> Space:
     }
 
 
-def sample(trial: Any, space: Space) -> dict[str, Any]:
-    """Config values suggested by an Optuna trial, schedules folded into their keys."""
-    values = {key: _suggest(trial, key, spec) for key, spec in space.items()}
+def sample(trial: Any, space: Space, cell: str = "lstm") -> dict[str, Any]:
+    """Config values suggested by an Optuna trial, schedules folded into their keys.
+
+    ``cell`` is the recurrent cell of the base config, used where the space does not search
+    ``recurrent_cell`` itself; keys that only an LSTM takes are left out for any other cell.
+    """
+    values: dict[str, Any] = {}
+    ordered = sorted(space, key=lambda key: key in LSTM_ONLY_KEYS)  # the cell comes first
+    for key in ordered:
+        if key in LSTM_ONLY_KEYS and values.get("recurrent_cell", cell) != "lstm":
+            continue
+        values[key] = _suggest(trial, key, space[key])
     for key in schedules.SCHEDULED_KEYS:
         schedule = values.pop(key + SCHEDULE_SUFFIX, "constant")
         if schedule == "linear" and key in values:

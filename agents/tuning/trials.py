@@ -34,7 +34,7 @@ class Objective:
     command: str | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:
-        tuned = search_spaces.sample(trial, self.space)
+        tuned = search_spaces.sample(trial, self.space, self.configs[0].recurrent_cell)
         trial.set_user_attr("fixed", {"algo": self.configs[0].algo, **self.fixed})
         scores: dict[str, float] = {}
         for index, base in enumerate(self.configs):
