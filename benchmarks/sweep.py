@@ -9,6 +9,7 @@ in benchmarks/learning.py (benchmarks/grid.py).
 
     python -m benchmarks.sweep benchmarks/sweeps/defaults.yaml --workers 2
     python -m benchmarks.sweep benchmarks/sweeps/defaults.yaml --only-variants B C --seeds 0
+    python -m benchmarks.sweep benchmarks/sweeps/defaults.yaml --only TMaze-v0
     python -m benchmarks.sweep benchmarks/sweeps/defaults.yaml --aggregate-only
 
 Writes ``docs/sweeps/<name>.json`` (every run) and ``docs/sweeps/<name>.md``: per variant and
@@ -58,7 +59,10 @@ def run_dir(sweep: dict[str, Any], env: str, variant: str, seed: int) -> Path:
 
 
 def plan(
-    sweep: dict[str, Any], variants: list[str] | None = None, seeds: list[int] | None = None
+    sweep: dict[str, Any],
+    variants: list[str] | None = None,
+    seeds: list[int] | None = None,
+    tasks: list[str] | None = None,
 ) -> list[RunSpec]:
     """Seed-major, then variant: a sweep cut short has every variant on its first seeds."""
     return [
@@ -66,7 +70,8 @@ def plan(
         for seed in seeds or sweep["seeds"]
         for variant in sweep["variants"]
         if not variants or variant in variants
-        for spec in variant_specs(sweep, variant, seed).values()
+        for env, spec in variant_specs(sweep, variant, seed).items()
+        if not tasks or env in tasks
     ]
 
 
@@ -312,12 +317,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="parallel training processes")
     parser.add_argument("--only-variants", nargs="+", metavar="NAME")
     parser.add_argument("--seeds", nargs="+", type=int)
+    parser.add_argument("--only", nargs="+", metavar="ENV", help="run only these tasks")
     parser.add_argument("--aggregate-only", action="store_true")
     parser.add_argument("--docs", type=Path, default=DOCS)
     args = parser.parse_args(argv)
     sweep = load_sweep(args.sweep)
     if not args.aggregate_only:
-        specs = plan(sweep, args.only_variants, args.seeds)
+        specs = plan(sweep, args.only_variants, args.seeds, args.only)
         execute(specs, args.workers, after_each=lambda: aggregate(sweep, args.docs))
     aggregate(sweep, args.docs)
     return 0

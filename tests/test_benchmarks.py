@@ -13,7 +13,8 @@ import yaml
 from agents.config import make_config
 from benchmarks.grid import execute, train_or_resume
 from benchmarks.learning import aggregate, load_suite, plan
-from benchmarks.sweep import ablation_table, ablations
+from benchmarks.sweep import ablation_table, ablations, load_sweep
+from benchmarks.sweep import plan as sweep_plan
 from tests.conftest import TINY_TRAIN
 
 # a suite block of tiny runs; the harness sets progress itself
@@ -94,6 +95,20 @@ def test_a_run_killed_mid_way_goes_on_from_its_checkpoint(tmp_path, capsys):
     train_or_resume(changed, run_dir)
     assert "its settings changed" in capsys.readouterr().out
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["n_epochs"] == 2
+
+
+def test_sweep_plan_is_seed_major_and_filters_variants_seeds_and_tasks(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "name: s\nseeds: [0, 1]\nenvs: {A: {n_timesteps: 10}, B: {}}\n"
+        "variants: {v: {}, w: {tasks: [B], gamma: 0.9}}\n"
+    )
+    sweep = load_sweep(path)
+    names = [spec.run_dir.name for spec in sweep_plan(sweep)]
+    assert names == ["A__v__0", "B__v__0", "B__w__0", "A__v__1", "B__v__1", "B__w__1"]
+    chosen = sweep_plan(sweep, variants=["v", "w"], seeds=[1], tasks=["B"])
+    assert [spec.run_dir.name for spec in chosen] == ["B__v__1", "B__w__1"]
+    assert chosen[1].overrides["gamma"] == 0.9 and chosen[0].n_timesteps is None
 
 
 def _runs(success, mean_return=0.0, steps=1000):
