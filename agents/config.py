@@ -172,6 +172,8 @@ ALGO_ONLY_KEYS: dict[str, tuple[str, ...]] = {
     ),
     "ppo_framestack": ("frame_stack",),
 }
+# Keys that only an LSTM cell takes (validate refuses them for a GRU).
+LSTM_ONLY_KEYS: tuple[str, ...] = ("forget_bias",)
 
 
 def load_presets(path: Path = PRESETS_FILE) -> dict[str, dict[str, Any]]:

@@ -12,16 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from agents import schedules
-from agents.config import ALGOS, FIELDS, read_config_file
+from agents.config import ALGOS, FIELDS, LSTM_ONLY_KEYS, read_config_file
 from agents.errors import UserError
 
 SEARCH_SPACES_FILE = Path(__file__).with_name("search_spaces.yaml")
 SCHEDULE_SUFFIX = "_schedule"
 SCHEDULE_CHOICES = ("constant", "linear")
 RANGE_KEYS = {"low", "high", "log", "step"}
-# keys that only an LSTM takes: suggested only in trials whose cell is one, so that TPE
-# learns them where they apply instead of pruning every GRU trial that drew them
-LSTM_ONLY_KEYS = ("forget_bias",)
 
 Space = dict[str, Any]
 
@@ -90,7 +87,8 @@ def sample(trial: Any, space: Space, cell: str = "lstm") -> dict[str, Any]:
     """Config values suggested by an Optuna trial, schedules folded into their keys.
 
     ``cell`` is the recurrent cell of the base config, used where the space does not search
-    ``recurrent_cell`` itself; keys that only an LSTM takes are left out for any other cell.
+    ``recurrent_cell`` itself; keys that only an LSTM takes are left out for any other cell,
+    so that TPE learns them where they apply instead of pruning every GRU trial that drew them.
     """
     values: dict[str, Any] = {}
     ordered = sorted(space, key=lambda key: key in LSTM_ONLY_KEYS)  # the cell comes first
