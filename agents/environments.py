@@ -171,7 +171,7 @@ def make_vec(
                 vecnormalize_path, vec, config.env, expected_spaces, training=training
             )
         elif training:
-            vec = VecNormalize(vec, gamma=config.gamma)
+            vec = VecNormalize(vec, gamma=config.gamma, norm_reward=config.normalize_reward)
         else:  # an eval env during training: statistics synced by SB3 before each use
             vec = VecNormalize(vec, training=False, norm_reward=False)
     if config.algo == "ppo_framestack":

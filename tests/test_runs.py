@@ -74,6 +74,19 @@ def test_run_folder_round_trip_restores_normalisation(tmp_path):
     env.close()
 
 
+@pytest.mark.parametrize("normalize_reward", [True, False])
+def test_normalize_reward_chooses_whether_training_rewards_are_scaled(normalize_reward):
+    config = make_config(env="CartPole-P-v1", normalize=True, normalize_reward=normalize_reward)
+    env = make_vec(config, 2, seed=0)
+    env.reset()
+    for _ in range(5):
+        _, rewards, _, _ = env.step(np.zeros(2, dtype=np.int64))
+    assert env.norm_reward is normalize_reward
+    # CartPole pays 1 a step: scaled by the running return's std, it is no longer 1
+    assert np.allclose(rewards, 1.0) is not normalize_reward
+    env.close()
+
+
 USER_ENV = textwrap.dedent('''
     import gymnasium as gym
     import numpy as np
