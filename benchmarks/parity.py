@@ -16,6 +16,7 @@ Runs are stored under the spelled-out name (``ours`` -> ``ours:bptt=32``).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import statistics
@@ -31,6 +32,7 @@ import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 import envs  # noqa: F401  (registers the ids)
 from agents import atomic
@@ -46,6 +48,8 @@ class Task:
     n_eval_episodes: int
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     policy_kwargs: dict[str, Any] = field(default_factory=dict)
+    n_envs: int = 8
+    normalize_observations: bool = False  # VecNormalize, observations only (as the zoo's)
 
 
 TASKS = {
@@ -76,6 +80,31 @@ TASKS = {
         n_eval_episodes=200,
         hyperparameters=dict(n_steps=128, batch_size=256, n_epochs=10, learning_rate=1e-3),
         policy_kwargs=dict(lstm_hidden_size=64, net_arch=[64, 64]),
+    ),
+    # agents/presets.yaml's Pendulum-P-v1: rl-baselines3-zoo's PendulumNoVel-v1 as its trained
+    # agent records it (its benchmark: -218 at 100k steps). Ours runs with bptt=none here, as
+    # the preset does (whole pieces of n_steps).
+    "pendulum": Task(
+        "Pendulum-P-v1",
+        n_timesteps=100_000,
+        n_eval_episodes=20,
+        n_envs=4,
+        normalize_observations=True,
+        hyperparameters=dict(
+            n_steps=1024,
+            batch_size=128,
+            gae_lambda=0.95,
+            gamma=0.9,
+            n_epochs=10,
+            ent_coef=0.0,
+            learning_rate=1e-3,
+            clip_range=0.2,
+            use_sde=True,
+            sde_sample_freq=4,
+        ),
+        policy_kwargs=dict(
+            lstm_hidden_size=64, net_arch=[64], activation_fn=th.nn.ReLU, ortho_init=False
+        ),
     ),
 }
 
@@ -117,8 +146,21 @@ def canonical(impl: str) -> str:
     return "ours:" + ",".join(f"{k}={v}" if v else k for k, v in settings.items())
 
 
+def make_env(task: Task, seed: int, training_env: VecNormalize | None = None) -> VecEnv:
+    """The task's envs; normalised when the task says so, with ``training_env``'s statistics
+    frozen for an evaluation env."""
+    env = make_vec_env(task.env_id, n_envs=task.n_envs, seed=seed)
+    if not task.normalize_observations:
+        return env
+    if training_env is None:
+        return VecNormalize(env, norm_reward=False)
+    frozen = VecNormalize(env, training=False, norm_reward=False)
+    frozen.obs_rms = copy.deepcopy(training_env.obs_rms)
+    return frozen
+
+
 def build(impl: str, task: Task, seed: int):
-    env = make_vec_env(task.env_id, n_envs=8, seed=seed)
+    env = make_env(task, seed)
     kwargs = dict(task.hyperparameters, seed=seed, device="cpu")
     policy_kwargs = dict(task.policy_kwargs)
     if impl == "sb3-contrib":
@@ -140,7 +182,7 @@ def train_and_evaluate(task_name: str, impl: str, seed: int) -> dict[str, Any]:
     start = time.perf_counter()
     model.learn(task.n_timesteps, callback=curve)
     seconds = time.perf_counter() - start
-    eval_env = make_vec_env(task.env_id, n_envs=8, seed=10_000 + seed)
+    eval_env = make_env(task, 10_000 + seed, training_env=model.get_vec_normalize_env())
     returns, _ = evaluate_policy(
         model, eval_env, n_eval_episodes=task.n_eval_episodes, return_episode_rewards=True
     )
@@ -225,7 +267,8 @@ def write_markdown(runs: list[dict[str, Any]], path: Path) -> None:
         ]
         lines += [
             "",
-            f"Both implementations: {task.hyperparameters}, policy {policy}, 8 envs; "
+            f"Both implementations: {task.hyperparameters}, policy {policy}, {task.n_envs} envs"
+            f"{', observations normalised' if task.normalize_observations else ''}; "
             f"{task.n_eval_episodes} evaluation episodes per run.",
             "",
             "| implementation | seeds | final return | late training return | final return "
