@@ -77,6 +77,6 @@ def _policy_name(config: TrainConfig, env: VecEnv) -> str:
     dict_observations = isinstance(env.observation_space, spaces.Dict)
     if not is_recurrent(config.algo):
         return "MultiInputPolicy" if dict_observations else "MlpPolicy"
-    if config.privileged_critic:
+    if config.critic_is_privileged:
         return "PrivilegedCriticLstmPolicy"
     return "MultiInputLstmPolicy" if dict_observations else "MlpLstmPolicy"

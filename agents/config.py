@@ -129,10 +129,10 @@ class TrainConfig:
                 f"batch_size {self.batch_size} is larger than one rollout, n_steps * n_envs = "
                 f"{self.n_steps} * {self.n_envs} = {rollout}; lower batch_size or raise n_steps"
             )
-        if self.privileged_critic and (self.algo != "recurrent_ppo" or self.shared_lstm):
+        if self.critic_is_privileged and self.shared_lstm:
             raise UserError(
-                "privileged_critic needs a critic of its own: use algo recurrent_ppo with "
-                "shared_lstm false"
+                "privileged_critic needs a critic of its own: set shared_lstm false (or "
+                "privileged_critic false)"
             )
         if self.forget_bias is not None and self.recurrent_cell != "lstm":
             raise UserError(
@@ -146,6 +146,12 @@ class TrainConfig:
         if any(not isinstance(units, int) or units <= 0 for units in self.net_arch):
             raise UserError(f"net_arch must be a list of positive layer sizes, got {self.net_arch}")
         return self
+
+    @property
+    def critic_is_privileged(self) -> bool:
+        """privileged_critic as the run reads it: a recurrent_ppo key that the feed-forward
+        baselines ignore (ALGO_ONLY_KEYS), so one preset serves all three algorithms."""
+        return self.privileged_critic and self.algo == "recurrent_ppo"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -201,7 +201,7 @@ def with_agent_inputs(
     try:
         if config.previous_action or config.previous_reward:
             env = PreviousAction(env, action=config.previous_action, reward=config.previous_reward)
-        if config.privileged_critic:
+        if config.critic_is_privileged:
             env = PrivilegedObservation(env, required=required, size=privileged_size)
     except ValueError as error:
         raise UserError(str(error)) from None

@@ -118,8 +118,17 @@ def test_privileged_run_evaluates_and_traces_with_the_actor_alone(tmp_path):
 
 def test_privileged_critic_is_refused_without_a_critic_of_its_own():
     with pytest.raises(UserError, match="privileged_critic"):
-        make_config(env="TMaze-v0", algo="ppo", privileged_critic=True)
-    with pytest.raises(UserError, match="privileged_critic"):
         make_config(
             env="TMaze-v0", privileged_critic=True, shared_lstm=True, enable_critic_lstm=False
         )
+
+
+@pytest.mark.parametrize("algo", ["ppo", "ppo_framestack"])
+def test_feed_forward_baselines_ignore_privileged_critic(algo):
+    """A preset that gives the recurrent critic privileged state serves the baselines too."""
+    config = make_config(env="TMaze-v0", algo=algo, privileged_critic=True, **TINY)
+    env = make_vec(config, 2, seed=0)
+    assert isinstance(env.observation_space, gym.spaces.Box)
+    model = build_model(config, env)
+    model.learn(64)
+    env.close()

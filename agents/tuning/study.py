@@ -257,7 +257,7 @@ def fit_space_to_envs(
 
 
 def _offers_privileged(config: TrainConfig) -> bool:
-    probe = from_dict({**config.to_dict(), "privileged_critic": True})
+    probe = from_dict({**config.to_dict(), "algo": "recurrent_ppo", "privileged_critic": True})
     try:
         with_agent_inputs(make_single_env(config.env, config.env_kwargs), probe).close()
     except UserError:
