@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from agents.config import make_config
-from benchmarks.grid import execute, train_or_resume
+from benchmarks.grid import execute, is_current, learning_settings, planned_config, train_or_resume
 from benchmarks.learning import aggregate, load_suite, plan
 from benchmarks.sweep import ablation_table, ablations, load_sweep
 from benchmarks.sweep import plan as sweep_plan
@@ -64,6 +64,17 @@ def test_results_are_written_after_every_run_and_outlive_the_run_folders(tmp_pat
     runs = json.loads((docs / "results.json").read_text())["tiny"]["envs"][0]["algos"]
     assert [run["config"]["n_epochs"] for run in runs["recurrent_ppo"]["runs"]] == [2]
     assert len(list((tmp_path / "runs").glob("MemoryStates-v0__recurrent_ppo__0.stale-*"))) == 1
+
+
+def test_a_key_the_algorithm_ignores_leaves_its_runs_current(tmp_path):
+    def ppo_spec(**changes):
+        (spec,) = plan(load_suite(_suite(tmp_path, seeds=[0], algos=["ppo"], **changes)))
+        return spec
+
+    run = {"config": learning_settings(planned_config(ppo_spec()))}
+    assert is_current(ppo_spec(), run)
+    assert is_current(ppo_spec(privileged_critic=True, forget_bias=1.0), run)  # LSTM-only keys
+    assert not is_current(ppo_spec(n_epochs=2), run)
 
 
 def test_a_run_killed_mid_way_goes_on_from_its_checkpoint(tmp_path, capsys):
