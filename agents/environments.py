@@ -35,6 +35,7 @@ from agents.config import TrainConfig
 from agents.errors import UserError
 from agents.inputs import PRIVILEGED_KEY, PreviousAction, PrivilegedObservation
 from agents.interruption import ignore_in_worker
+from envs.mujoco_camera import follow_tracked_body
 from envs.mujoco_notices import quiet_gymnasium_notices
 from envs.valid_actions import ValidActions
 
@@ -90,7 +91,7 @@ def make_single_env(env: str, env_kwargs: dict[str, Any] | None = None, **make_k
         ) from None
     if not isinstance(made, gym.Env):
         raise UserError(f"{env!r} returned {type(made).__name__}, not a gymnasium.Env")
-    return made
+    return follow_tracked_body(made) if "render_mode" in kwargs else made
 
 
 def cannot_render(env: str, reason: str) -> UserError:

@@ -101,10 +101,21 @@ def record_video(
         env.close()
     with atomic.replacing(path) as temporary:
         if path.suffix == ".gif":
-            imageio.mimsave(temporary, frames, duration=1000 / fps, loop=0)
+            every, delay_ms = gif_timing(fps)
+            imageio.mimsave(temporary, frames[::every], duration=delay_ms, loop=0)
         else:
             imageio.mimsave(temporary, frames, fps=fps, macro_block_size=1)
     return path
+
+
+GIF_MAX_FPS = 25  # GIF delays are whole 1/100 s; browsers play delays under 20 ms at 100 ms
+
+
+def gif_timing(fps: float) -> tuple[int, int]:
+    """(keep every n-th frame, delay per kept frame in ms) that play a GIF in real time."""
+    every = max(1, round(fps / GIF_MAX_FPS))
+    delay_ms = max(20, 10 * round(100 * every / fps))
+    return every, delay_ms
 
 
 class FrameCollector(gym.Wrapper):

@@ -16,6 +16,7 @@ import torch
 import agents
 import envs
 from agents.cli import evaluate_main, train_main
+from agents.evaluation import gif_timing
 from tests.conftest import REPO, TINY_RUN, TINY_TRAIN, run_script
 
 
@@ -291,3 +292,10 @@ def test_mujoco_robot_video(tmp_path):
     assert frames[0].ndim == 3 and frames[0].shape[2] == 3
     assert np.std(frames[0]) > 5  # a rendered scene, not a blank frame
     assert not np.array_equal(frames[0], frames[-1])  # the robot moved
+
+
+@pytest.mark.parametrize("fps", [4, 8, 20, 30, 50, 125])
+def test_gif_plays_in_real_time_at_any_render_fps(fps):
+    every, delay_ms = gif_timing(fps)
+    assert delay_ms >= 20 and delay_ms % 10 == 0  # what browsers play as written
+    assert abs(every * 1000 / fps - delay_ms) / delay_ms < 0.25  # about real time
