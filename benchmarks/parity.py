@@ -81,9 +81,9 @@ TASKS = {
         hyperparameters=dict(n_steps=128, batch_size=256, n_epochs=10, learning_rate=1e-3),
         policy_kwargs=dict(lstm_hidden_size=64, net_arch=[64, 64]),
     ),
-    # agents/presets.yaml's Pendulum-P-v1: rl-baselines3-zoo's PendulumNoVel-v1 as its trained
-    # agent records it (its benchmark: -218 at 100k steps). Ours runs with bptt=none here, as
-    # the preset does (whole pieces of n_steps).
+    # rl-baselines3-zoo's PendulumNoVel-v1 as its trained agent records it (its benchmark: -218
+    # at 100k steps), with both critics LSTMs, as in sb3-contrib (Pendulum-P-v1's preset has
+    # since given its critic the full state). Ours runs with bptt=none here, as the preset does.
     "pendulum": Task(
         "Pendulum-P-v1",
         n_timesteps=100_000,
