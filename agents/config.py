@@ -158,9 +158,7 @@ class TrainConfig:
 
     def read_by_algo(self) -> dict[str, Any]:
         """The keys this run's algorithm reads (config.yaml keeps them all)."""
-        others = [keys for algo, keys in ALGO_ONLY_KEYS.items() if algo != self.algo]
-        ignored = {key for keys in others for key in keys}
-        return {key: value for key, value in self.to_dict().items() if key not in ignored}
+        return read_by_algo(self.to_dict())
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
@@ -179,6 +177,16 @@ ALGO_ONLY_KEYS: dict[str, tuple[str, ...]] = {
     ),
     "ppo_framestack": ("frame_stack",),
 }
+
+
+def read_by_algo(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` (a config as a dict) without the keys its algorithm ignores."""
+    ignored = {
+        key for algo, keys in ALGO_ONLY_KEYS.items() if algo != settings.get("algo") for key in keys
+    }
+    return {key: value for key, value in settings.items() if key not in ignored}
+
+
 # Keys that only an LSTM cell takes (validate refuses them for a GRU).
 LSTM_ONLY_KEYS: tuple[str, ...] = ("forget_bias",)
 

@@ -88,16 +88,9 @@ def is_current(spec: RunSpec, run: dict[str, Any] | None) -> bool:
     that gives recurrent_ppo a privileged critic leaves its ppo baseline current)."""
     if run is None or run.get("config") is None:
         return False
+    from agents.config import read_by_algo
+
     return read_by_algo(run["config"]) == read_by_algo(learning_settings(planned_config(spec)))
-
-
-def read_by_algo(settings: dict[str, Any]) -> dict[str, Any]:
-    from agents.config import ALGO_ONLY_KEYS
-
-    ignored = {
-        key for algo, keys in ALGO_ONLY_KEYS.items() if algo != settings.get("algo") for key in keys
-    }
-    return {key: value for key, value in settings.items() if key not in ignored}
 
 
 def set_aside_if_stale(spec: RunSpec) -> None:
