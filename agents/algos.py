@@ -47,7 +47,13 @@ def build_model(config: TrainConfig, env: VecEnv) -> BaseAlgorithm:
             recurrent_cell=config.recurrent_cell,
             forget_bias=config.forget_bias,
         )
-        extra.update(bptt_length=config.bptt_length, recompute_states=config.recompute_states)
+        extra.update(
+            bptt_length=config.bptt_length,
+            recompute_states=config.recompute_states,
+            state_loss_coef=config.state_loss_coef,
+        )
+        if config.critic_is_privileged:
+            policy_kwargs["predict_state"] = config.state_loss_coef > 0
     return algo_class(config.algo)(
         _policy_name(config, env),
         env,

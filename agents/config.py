@@ -77,6 +77,9 @@ class TrainConfig:
     previous_action: bool = False  # the last action, appended to the observation
     previous_reward: bool = False  # the last reward, appended to the observation
     privileged_critic: bool = False  # recurrent_ppo: the critic also reads the hidden state
+    # recurrent_ppo with privileged_critic: weight of a loss in which the actor's memory learns
+    # to predict the hidden state (a concurrent state estimator); 0 leaves it out
+    state_loss_coef: float = 0.0
     # recurrent_ppo only
     recurrent_cell: str = "lstm"
     forget_bias: float | None = None  # LSTM forget gates' initial bias; null: PyTorch's init
@@ -134,6 +137,13 @@ class TrainConfig:
                 "privileged_critic needs a critic of its own: set shared_lstm false (or "
                 "privileged_critic false)"
             )
+        if self.state_loss_coef < 0:
+            raise UserError(f"state_loss_coef must be >= 0 (0: no loss), got {self.state_loss_coef}")
+        if self.state_loss_coef > 0 and self.algo == "recurrent_ppo" and not self.privileged_critic:
+            raise UserError(
+                "state_loss_coef needs the env's hidden state to predict: set privileged_critic "
+                "true (or state_loss_coef 0)"
+            )
         if self.forget_bias is not None and self.recurrent_cell != "lstm":
             raise UserError(
                 f"forget_bias sets an LSTM's forget gates; a {self.recurrent_cell} has none: "
@@ -166,6 +176,7 @@ FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 ALGO_ONLY_KEYS: dict[str, tuple[str, ...]] = {
     "recurrent_ppo": (
         "privileged_critic",
+        "state_loss_coef",
         "recurrent_cell",
         "forget_bias",
         "lstm_hidden_size",

@@ -101,6 +101,7 @@ def test_privileged_run_evaluates_and_traces_with_the_actor_alone(tmp_path):
         env="TMaze-v0",
         privileged_critic=True,
         enable_critic_lstm=False,
+        state_loss_coef=0.5,  # its read-out of the memory is not part of the actor either
         previous_action=True,
         n_timesteps=128,
         final_eval_episodes=2,
@@ -131,4 +132,50 @@ def test_feed_forward_baselines_ignore_privileged_critic(algo):
     assert isinstance(env.observation_space, gym.spaces.Box)
     model = build_model(config, env)
     model.learn(64)
+    env.close()
+
+
+def test_state_loss_needs_the_privileged_state():
+    with pytest.raises(UserError, match="state_loss_coef needs the env's hidden state"):
+        make_config(env="Counting-v0", state_loss_coef=1.0)
+    with pytest.raises(UserError, match="state_loss_coef must be >= 0"):
+        make_config(env="Counting-v0", privileged_critic=True, state_loss_coef=-1.0)
+    # the baselines ignore it, as they ignore privileged_critic
+    assert make_config(env="Counting-v0", algo="ppo", state_loss_coef=1.0).state_loss_coef == 1.0
+
+
+def test_state_loss_teaches_the_actor_memory_the_hidden_state(tmp_path):
+    """The extra pass lowers the read-out's error on a fixed rollout, moves the actor's memory
+    and leaves the critic alone; the head survives save and load."""
+    config = make_config(  # a constant rate: the preset's decays to 0 by the end of learn()
+        env="Counting-v0", privileged_critic=True, state_loss_coef=1.0, learning_rate=1e-2, **TINY
+    )
+    env = make_vec(config, 2, seed=0)
+    model = build_model(config, env)
+    model.learn(64)  # one rollout in the buffer, and the PPO pass with the state pass after it
+    policy = model.policy
+
+    def state_loss() -> float:
+        with th.no_grad():
+            return float(np.mean([
+                policy.state_prediction_loss(
+                    data.observations, data.lstm_states.pi, data.episode_starts, data.mask > 0
+                ).item()
+                for data in model.rollout_buffer.get(None)
+            ]))
+
+    critic = [p.detach().clone() for p in policy.lstm_critic.parameters()]
+    actor = [p.detach().clone() for p in policy.lstm_actor.parameters()]
+    before = state_loss()
+    for _ in range(20):
+        model._train_state_prediction()
+    assert state_loss() < 0.5 * before
+    assert all(th.equal(p, q) for p, q in zip(critic, policy.lstm_critic.parameters()))
+    assert not all(th.equal(p, q) for p, q in zip(actor, policy.lstm_actor.parameters()))
+    assert "train/state_loss" in model.logger.name_to_value
+
+    model.save(tmp_path / "model.zip")
+    loaded = type(model).load(tmp_path / "model.zip", env=env)
+    assert loaded.state_loss_coef == 1.0
+    th.testing.assert_close(loaded.policy.state_head.weight, policy.state_head.weight)
     env.close()

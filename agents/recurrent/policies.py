@@ -203,6 +203,11 @@ class PrivilegedCriticPolicy(FastRecurrentPolicy):
     state. With ``enable_critic_lstm=True`` the critic has its own memory too (history and
     state: unbiased, Baisero & Amato 2022); with ``False`` it is feed-forward, cheaper, and
     the rollouts carry one recurrent state instead of two.
+
+    :param predict_state: add ``state_head``, a linear read-out of the actor's memory that
+        learns to predict the privileged state (:meth:`state_prediction_loss`; RecurrentPPO's
+        ``state_loss_coef``): a state estimator trained with the policy (Ji et al. 2022), which
+        makes the memory hold what the task hides. Nothing that acts reads it.
     """
 
     def __init__(
@@ -211,6 +216,7 @@ class PrivilegedCriticPolicy(FastRecurrentPolicy):
         action_space: spaces.Space,
         lr_schedule: Schedule,
         *args: Any,
+        predict_state: bool = False,
         **kwargs: Any,
     ) -> None:
         kwargs.update(
@@ -219,9 +225,36 @@ class PrivilegedCriticPolicy(FastRecurrentPolicy):
             share_features_extractor=False,
         )
         super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
+        self.predict_state = predict_state
+        if predict_state:
+            state_dim = get_flattened_obs_dim(observation_space[PRIVILEGED_KEY])
+            self.state_head = nn.Linear(self.lstm_output_dim, state_dim)
+            self.optimizer = self.optimizer_class(  # it holds the parameters it was built with
+                self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
+            )
 
     def _critic_features_extractor(self) -> BaseFeaturesExtractor:
         return SelectKeys(self.observation_space, (OBSERVATION_KEY, PRIVILEGED_KEY))
+
+    def state_prediction_loss(
+        self,
+        obs: dict[str, th.Tensor],
+        lstm_states: tuple[th.Tensor, th.Tensor],
+        episode_starts: th.Tensor,
+        mask: th.Tensor,
+    ) -> th.Tensor:
+        """Mean squared error of the privileged state read out of the actor's memory, over
+        the steps where ``mask`` is true (padded sequences as the rollout buffers serve them)."""
+        pi_features, _ = self.extract_features(obs)
+        memory, _ = self._process_sequence(pi_features, lstm_states, episode_starts, self.lstm_actor)
+        target = th.flatten(obs[PRIVILEGED_KEY].float(), start_dim=1)
+        error = ((self.state_head(memory) - target) ** 2).mean(dim=1)
+        return error[mask].mean()
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(predict_state=self.predict_state)
+        return data
 
 
 class FastRecurrentCnnPolicy(FastRecurrentPolicy):

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
 import sb3_contrib
+import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
 
@@ -60,6 +62,9 @@ class RecurrentPPO(sb3_contrib.RecurrentPPO):
     :param recompute_states: before every epoch but the first, replay the rollout through the
         current recurrent layers to refresh the stored states that truncated sequences start
         from (they go stale as the weights change). Costs one no-grad pass over the rollout.
+    :param state_loss_coef: after the PPO epochs, one more pass over the rollout in which the
+        actor's memory learns to predict the privileged state, with this weight on the loss
+        (needs ``PrivilegedCriticLstmPolicy`` with ``predict_state=True``); 0 skips it.
 
     The policy aliases ("MlpLstmPolicy", "CnnLstmPolicy", "MultiInputLstmPolicy") map to the
     fast policies, which accept ``policy_kwargs`` ``recurrent_cell="lstm"|"gru"`` besides
@@ -79,13 +84,20 @@ class RecurrentPPO(sb3_contrib.RecurrentPPO):
         *args: Any,
         bptt_length: int | None = DEFAULT_BPTT_LENGTH,
         recompute_states: bool = False,
+        state_loss_coef: float = 0.0,
         **kwargs: Any,
     ) -> None:
         check_bptt_length(bptt_length)  # before the parent builds envs and networks
         # Set before the parent's constructor, which calls _setup_model().
         self.bptt_length = bptt_length
         self.recompute_states = recompute_states
+        self.state_loss_coef = state_loss_coef
         super().__init__(*args, **kwargs)
+        if state_loss_coef > 0 and not getattr(self.policy, "predict_state", False):
+            raise ValueError(
+                "state_loss_coef needs a policy that predicts the state: "
+                "PrivilegedCriticLstmPolicy with policy_kwargs predict_state=True"
+            )
 
     def _setup_model(self) -> None:
         """Build everything as sb3-contrib does, then swap in the sequence rollout buffer."""
@@ -110,6 +122,27 @@ class RecurrentPPO(sb3_contrib.RecurrentPPO):
         if self.recompute_states:
             self.rollout_buffer.refresh_states_with = self.policy
         use_fused_adam_where_supported(self.policy.optimizer, self.device)
+
+    def train(self) -> None:
+        """sb3-contrib's PPO epochs, then the state-prediction pass if ``state_loss_coef``."""
+        super().train()
+        if self.state_loss_coef > 0:
+            self._train_state_prediction()
+
+    def _train_state_prediction(self) -> None:
+        # Its own pass rather than a term in sb3-contrib's loss, which has no hook for one: the
+        # estimator trains on the same minibatches, with the same optimizer and clipping.
+        losses = []
+        for data in self.rollout_buffer.get(self.batch_size):
+            loss = self.policy.state_prediction_loss(
+                data.observations, data.lstm_states.pi, data.episode_starts, data.mask > 1e-8
+            )
+            self.policy.optimizer.zero_grad()
+            (self.state_loss_coef * loss).backward()
+            th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+            self.policy.optimizer.step()
+            losses.append(loss.item())
+        self.logger.record("train/state_loss", float(np.mean(losses)))
 
     def set_parameters(self, *args: Any, **kwargs: Any) -> None:
         """As SB3's; an optimizer state saved as fused is not fused where torch cannot."""
