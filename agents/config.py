@@ -138,7 +138,7 @@ class TrainConfig:
                 "privileged_critic false)"
             )
         if self.state_loss_coef < 0:
-            raise UserError(f"state_loss_coef must be >= 0 (0: no loss), got {self.state_loss_coef}")
+            raise UserError(f"state_loss_coef must be >= 0 (0: none), got {self.state_loss_coef}")
         if self.state_loss_coef > 0 and self.algo == "recurrent_ppo" and not self.privileged_critic:
             raise UserError(
                 "state_loss_coef needs the env's hidden state to predict: set privileged_critic "

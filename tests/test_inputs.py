@@ -156,13 +156,12 @@ def test_state_loss_teaches_the_actor_memory_the_hidden_state(tmp_path):
     policy = model.policy
 
     def state_loss() -> float:
+        (data,) = model.rollout_buffer.get(None)  # the whole rollout as one minibatch
         with th.no_grad():
-            return float(np.mean([
-                policy.state_prediction_loss(
-                    data.observations, data.lstm_states.pi, data.episode_starts, data.mask > 0
-                ).item()
-                for data in model.rollout_buffer.get(None)
-            ]))
+            loss = policy.state_prediction_loss(
+                data.observations, data.lstm_states.pi, data.episode_starts, data.mask > 0
+            )
+        return loss.item()
 
     critic = [p.detach().clone() for p in policy.lstm_critic.parameters()]
     actor = [p.detach().clone() for p in policy.lstm_actor.parameters()]
@@ -170,8 +169,10 @@ def test_state_loss_teaches_the_actor_memory_the_hidden_state(tmp_path):
     for _ in range(20):
         model._train_state_prediction()
     assert state_loss() < 0.5 * before
-    assert all(th.equal(p, q) for p, q in zip(critic, policy.lstm_critic.parameters()))
-    assert not all(th.equal(p, q) for p, q in zip(actor, policy.lstm_actor.parameters()))
+    assert all(th.equal(p, q) for p, q in zip(critic, policy.lstm_critic.parameters(), strict=True))
+    assert not all(
+        th.equal(p, q) for p, q in zip(actor, policy.lstm_actor.parameters(), strict=True)
+    )
     assert "train/state_loss" in model.logger.name_to_value
 
     model.save(tmp_path / "model.zip")

@@ -246,7 +246,9 @@ class PrivilegedCriticPolicy(FastRecurrentPolicy):
         """Mean squared error of the privileged state read out of the actor's memory, over
         the steps where ``mask`` is true (padded sequences as the rollout buffers serve them)."""
         pi_features, _ = self.extract_features(obs)
-        memory, _ = self._process_sequence(pi_features, lstm_states, episode_starts, self.lstm_actor)
+        memory, _ = self._process_sequence(
+            pi_features, lstm_states, episode_starts, self.lstm_actor
+        )
         target = th.flatten(obs[PRIVILEGED_KEY].float(), start_dim=1)
         error = ((self.state_head(memory) - target) ** 2).mean(dim=1)
         return error[mask].mean()
