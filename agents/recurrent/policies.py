@@ -102,8 +102,7 @@ class FastRecurrentPolicy(Sb3ContribRecurrentPolicy):
         self, recurrent_cell: RecurrentCell, critic_dim: int, lr_schedule: Schedule
     ) -> None:
         # The parent builds nn.LSTMs sized for the actor's features; rebuild what differs (the
-        # cell; the critic's input), then the optimizer, which holds references to the
-        # parameters it was built with.
+        # cell; the critic's input), then the optimizer.
         hidden, layers = self.lstm_actor.hidden_size, self.lstm_actor.num_layers
         if recurrent_cell != "lstm":
             self.lstm_actor = make_recurrent_layer(
@@ -115,6 +114,11 @@ class FastRecurrentPolicy(Sb3ContribRecurrentPolicy):
             )
         elif self.critic is not None:
             self.critic = nn.Linear(critic_dim, hidden)
+        self._rebuild_optimizer(lr_schedule)
+
+    def _rebuild_optimizer(self, lr_schedule: Schedule) -> None:
+        """After modules are added or replaced: the optimizer holds references to the
+        parameters it was built with."""
         self.optimizer = self.optimizer_class(
             self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
         )
@@ -229,9 +233,7 @@ class PrivilegedCriticPolicy(FastRecurrentPolicy):
         if predict_state:
             state_dim = get_flattened_obs_dim(observation_space[PRIVILEGED_KEY])
             self.state_head = nn.Linear(self.lstm_output_dim, state_dim)
-            self.optimizer = self.optimizer_class(  # it holds the parameters it was built with
-                self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
-            )
+            self._rebuild_optimizer(lr_schedule)
 
     def _critic_features_extractor(self) -> BaseFeaturesExtractor:
         return SelectKeys(self.observation_space, (OBSERVATION_KEY, PRIVILEGED_KEY))
