@@ -19,7 +19,7 @@ from torch import nn
 
 from agents import schedules
 from agents.errors import UserError
-from agents.recurrent import DEFAULT_BPTT_LENGTH, RECURRENT_CELLS
+from agents.recurrent import RECURRENT_CELLS
 from agents.recurrent.buffers import check_bptt_length
 
 PRESETS_FILE = Path(__file__).with_name("presets.yaml")
@@ -35,7 +35,11 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run; saved resolved as config.yaml in the run folder."""
+    """Everything that defines a training run; saved resolved as config.yaml in the run folder.
+
+    Field defaults equal the ``default`` block of presets.yaml (a test holds them together), so
+    ``TrainConfig(env=...)`` in library code starts where the CLI does.
+    """
 
     env: str = "MemoryStates-v0"
     algo: str = "recurrent_ppo"
@@ -58,15 +62,15 @@ class TrainConfig:
     n_steps: int = 128
     batch_size: int = 256
     n_epochs: int = 10
-    learning_rate: float | str = 3e-4
+    learning_rate: float | str = 1e-3
     gamma: float = 0.99
     gae_lambda: float = 0.95
     clip_range: float | str = 0.2
-    ent_coef: float | str = 0.0
+    ent_coef: float | str = 0.03
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
     target_kl: float | None = None  # stop an update's epochs early past 1.5 x this KL
-    normalize_advantage: bool = True  # per minibatch; off, a solved task's noise stays small
+    normalize_advantage: bool = False  # per minibatch; off, a solved task's noise stays small
     log_std_init: float = 0.0  # Gaussian policies: initial log standard deviation
     use_sde: bool = False  # Box actions: state-dependent exploration (gSDE) instead of noise
     sde_sample_freq: int = -1  # with use_sde: new exploration matrix every N steps (-1: rollout)
@@ -87,7 +91,7 @@ class TrainConfig:
     n_lstm_layers: int = 1
     enable_critic_lstm: bool = True
     shared_lstm: bool = False
-    bptt_length: int | None = DEFAULT_BPTT_LENGTH  # null: whole episode pieces of n_steps
+    bptt_length: int | None = None  # null: whole episode pieces of n_steps
     recompute_states: bool = False  # refresh stored sequence start states before each epoch
     # ppo_framestack only
     frame_stack: int = 4

@@ -113,6 +113,15 @@ def test_every_preset_key_is_a_config_field_and_valid():
             assert values[key] == coerce(key, value), (env, key)
 
 
+def test_config_defaults_are_the_default_block():
+    from agents.config import TrainConfig, load_presets
+
+    # one set of defaults: library code's TrainConfig() starts where the CLI does
+    fields = TrainConfig().to_dict()
+    for key, value in load_presets()["default"].items():
+        assert fields[key] == coerce(key, value), key
+
+
 def test_state_dependent_exploration_needs_continuous_actions(tmp_path):
     import agents
 
