@@ -106,7 +106,7 @@ def collect(
     rows = []
     for variant, overrides in sweep["variants"].items():
         cells: dict[str, list[dict[str, Any]]] = {}
-        for seed in sweep["seeds"]:
+        for seed in seeds_run(sweep, recorded):
             for env, spec in variant_specs(sweep, variant, seed).items():
                 run = read_current(spec, recorded)
                 if run is not None:
@@ -123,6 +123,15 @@ def collect(
         "rows": rows,
         "ablations": ablations(sweep, rows, docs),
     }
+
+
+def seeds_run(sweep: dict[str, Any], recorded: dict[str, dict[str, Any]]) -> list[int]:
+    """The sweep's seeds and any more that runs were made for (``--seeds 3 4``)."""
+    names = [path.name for path in sweep["runs_root"].glob("*__*")] + [
+        Path(run_dir).name for run_dir in recorded
+    ]
+    extra = {int(found[1]) for name in names if (found := re.fullmatch(r".+__(\d+)", name))}
+    return sorted(set(sweep["seeds"]) | extra)
 
 
 def ablations(sweep: dict[str, Any], rows: list[dict[str, Any]], docs: Path) -> list[dict]:
@@ -157,6 +166,11 @@ def _cells(rows: list[dict[str, Any]], variant: str, docs: Path) -> dict[str, li
 def _compared(without: list[dict], with_it: list[dict]) -> dict[str, Any]:
     """Mean success without and with a feature; the mean returns where neither reaches 0.1
     (they still show progress, e.g. the timer's error)."""
+    # on the seeds both ran: extra seeds of one side (--seeds) would tilt the comparison
+    common = {run["seed"] for run in without} & {run["seed"] for run in with_it}
+    without, with_it = (
+        [run for run in runs if run["seed"] in common] for runs in (without, with_it)
+    )
     success = [_mean(runs, "success_rate") for runs in (without, with_it)]
     if None in success or max(success) < 0.1:  # near zero: the return says more
         return {

@@ -13,7 +13,7 @@ import yaml
 from agents.config import make_config
 from benchmarks.grid import execute, is_current, learning_settings, planned_config, train_or_resume
 from benchmarks.learning import aggregate, load_suite, plan
-from benchmarks.sweep import ablation_table, ablations, load_sweep
+from benchmarks.sweep import ablation_table, ablations, load_sweep, seeds_run
 from benchmarks.sweep import plan as sweep_plan
 from tests.conftest import TINY_TRAIN
 
@@ -122,8 +122,28 @@ def test_sweep_plan_is_seed_major_and_filters_variants_seeds_and_tasks(tmp_path)
     assert chosen[1].overrides["gamma"] == 0.9 and chosen[0].n_timesteps is None
 
 
-def _runs(success, mean_return=0.0, steps=1000):
-    return [{"success_rate": success, "mean_return": mean_return, "n_timesteps": steps}]
+def test_sweep_tables_hold_seeds_run_beyond_the_file(tmp_path):
+    sweep = load_sweep(
+        _write(tmp_path, "name: s\nseeds: [0, 1]\nenvs: {A: {}}\nvariants: {v: {}}\n")
+    )
+    sweep["runs_root"] = tmp_path / "runs"
+    for name in ("A__v__0", "A__v__3", "A__v__4.claim", "A__v__5.stale-20261201-120000"):
+        (sweep["runs_root"] / name).mkdir(parents=True)
+    recorded = {"runs/sweeps/s/A__v__7": {}}  # a folder gone, its result kept in the json
+    assert seeds_run(sweep, recorded) == [0, 1, 3, 7]
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    return path
+
+
+def _runs(success, mean_return=0.0, steps=1000, seeds=(0,)):
+    return [
+        {"success_rate": success, "mean_return": mean_return, "n_timesteps": steps, "seed": seed}
+        for seed in seeds
+    ]
 
 
 def test_ablation_table_compares_equal_budgets_and_shows_returns_near_zero_success(tmp_path):
@@ -140,3 +160,13 @@ def test_ablation_table_compares_equal_budgets_and_shows_returns_near_zero_succe
     assert header == "| feature | sweep: variant vs baseline | A | B |"  # C: other budgets
     assert "**0.40→0.90**" in line  # success, moved by 0.1 or more
     assert "**ret -7.00→-2.50**" in line  # success below 0.1 on both sides: the return
+
+
+def test_ablations_compare_the_seeds_both_sides_ran(tmp_path):
+    rows = [
+        {"variant": "base", "envs": {"A": _runs(0.4, seeds=(0, 1))}},
+        {"variant": "feature", "envs": {"A": _runs(0.9, seeds=(0,)) + _runs(0.0, seeds=(1, 2))}},
+    ]
+    sweep = {"variants": {"base": {}, "feature": {}}, "ablations": {"f": ["feature", "base"]}}
+    (found,) = ablations(sweep, rows, tmp_path)
+    assert found["tasks"]["A"]["values"] == [0.4, 0.45]  # seed 2 of the feature left out
