@@ -211,8 +211,9 @@ def render_sweeps(docs: Path = DOCS) -> list[str]:
             "",
             "Each row adds one feature (a config key, agents/config.py) to a baseline of the same "
             "sweep and budget: the final success rate without → with it (mean return where the "
-            "task reports no success, e.g. the timer's error), mean over the seeds run (so far "
-            "one: a change below 0.1 is within one seed's noise; bold: 0.1 or more). The "
+            "task reports no success, e.g. the timer's error), mean over the seeds both ran "
+            "(a row whose baseline says 'seed 0' compares one seed, and a change below 0.1 is "
+            "within one seed's noise; bold: 0.1 or more). The "
             "sweeps' own sections below give every variant, seed and budget.",
             "",
             *ablation_table(results),
