@@ -46,6 +46,7 @@ def build_model(config: TrainConfig, env: VecEnv) -> BaseAlgorithm:
             shared_lstm=config.shared_lstm,
             recurrent_cell=config.recurrent_cell,
             forget_bias=config.forget_bias,
+            skip_connection=config.skip_connection,
         )
         extra.update(
             bptt_length=config.bptt_length,

@@ -87,6 +87,7 @@ class TrainConfig:
     # recurrent_ppo only
     recurrent_cell: str = "lstm"
     forget_bias: float | None = None  # LSTM forget gates' initial bias; null: PyTorch's init
+    skip_connection: bool = False  # the heads read the current features beside the memory
     lstm_hidden_size: int = 64
     n_lstm_layers: int = 1
     enable_critic_lstm: bool = True
@@ -183,6 +184,7 @@ ALGO_ONLY_KEYS: dict[str, tuple[str, ...]] = {
         "state_loss_coef",
         "recurrent_cell",
         "forget_bias",
+        "skip_connection",
         "lstm_hidden_size",
         "n_lstm_layers",
         "enable_critic_lstm",

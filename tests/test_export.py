@@ -37,6 +37,10 @@ CASES = {
     ),
     "gru-box-normalized": ("Pendulum-P-v1", {"recurrent_cell": "gru", "normalize": True}),
     "privileged-critic": ("CartPole-P-v1", {"privileged_critic": True, "normalize": True}),
+    "skip-connection-privileged": (
+        "Pendulum-P-v1",
+        {"skip_connection": True, "privileged_critic": True, "enable_critic_lstm": False},
+    ),
     "ppo": ("Pendulum-P-v1", {"algo": "ppo", "normalize": True}),
     "ppo-framestack": (
         "CartPole-P-v1",
@@ -49,6 +53,7 @@ STATE_NAMES = {
     "gru-discrete-previous-action": ["h"],  # a GRU has no cell state: no c in the file
     "gru-box-normalized": ["h"],
     "privileged-critic": ["h", "c"],
+    "skip-connection-privileged": ["h", "c"],
     "ppo": [],
     "ppo-framestack": ["frames"],
 }

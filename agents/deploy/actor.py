@@ -105,25 +105,38 @@ class FrameStackActor(Actor):
 
 
 class RecurrentActor(Actor):
-    """One step of the recurrent layer between the features and the head."""
+    """One step of the recurrent layer between the features and the head; with
+    ``skip_connection`` the head reads the features beside the layer's output."""
 
-    def __init__(self, normalize: nn.Module, head: DeterministicAction, rnn: nn.Module) -> None:
+    def __init__(
+        self, normalize: nn.Module, head: DeterministicAction, rnn: nn.Module, skip: bool
+    ) -> None:
         super().__init__(normalize, head)
         self.rnn = rnn
+        self.skip = skip
+
+    def step(
+        self, obs: th.Tensor, state: tuple[th.Tensor, th.Tensor]
+    ) -> tuple[th.Tensor, tuple[th.Tensor, th.Tensor]]:
+        features = self.features(obs)
+        output, state = step_cells(features, state, self.rnn)
+        if self.skip:
+            output = th.cat([output, features], dim=1)
+        return self.head(output), state
 
 
 class LstmActor(RecurrentActor):
     def forward(
         self, obs: th.Tensor, h: th.Tensor, c: th.Tensor
     ) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
-        output, (h_out, c_out) = step_cells(self.features(obs), (h, c), self.rnn)
-        return self.head(output), h_out, c_out
+        action, (h_out, c_out) = self.step(obs, (h, c))
+        return action, h_out, c_out
 
 
 class GruActor(RecurrentActor):
     def forward(self, obs: th.Tensor, h: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-        output, (h_out, _) = step_cells(self.features(obs), (h, h), self.rnn)  # GRU reads no c
-        return self.head(output), h_out
+        action, (h_out, _) = self.step(obs, (h, h))  # a GRU reads no c
+        return action, h_out
 
 
 @dataclass
@@ -182,7 +195,7 @@ def deployable_actor(
     )
     rnn = getattr(policy, "lstm_actor", None)
     if rnn is not None:
-        _add_recurrent_state(actor, _frozen_copy(rnn))
+        _add_recurrent_state(actor, _frozen_copy(rnn), getattr(policy, "skip_connection", False))
     elif frame_stack:
         stacked = [*observation_space.shape[:-1], observation_space.shape[-1] * frame_stack]
         actor.module = FrameStackActor(normalize, head, observation_space.shape[-1])
@@ -192,10 +205,10 @@ def deployable_actor(
     return actor
 
 
-def _add_recurrent_state(actor: DeployableActor, rnn: nn.Module) -> None:
+def _add_recurrent_state(actor: DeployableActor, rnn: nn.Module, skip: bool) -> None:
     is_lstm = isinstance(rnn, nn.LSTM)
     module = LstmActor if is_lstm else GruActor
-    actor.module = module(actor.module.normalize, actor.module.head, rnn)
+    actor.module = module(actor.module.normalize, actor.module.head, rnn, skip)
     actor.recurrent = {
         "cell": "lstm" if is_lstm else "gru",
         "layers": rnn.num_layers,

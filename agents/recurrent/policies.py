@@ -16,8 +16,10 @@ attribute names ``lstm_actor``/``lstm_critic`` whatever the cell, because sb3-co
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
+import numpy as np
 import torch as th
 from gymnasium import spaces
 from sb3_contrib.common.recurrent.policies import (
@@ -27,6 +29,7 @@ from stable_baselines3.common.preprocessing import get_flattened_obs_dim
 from stable_baselines3.common.torch_layers import (
     BaseFeaturesExtractor,
     CombinedExtractor,
+    MlpExtractor,
     NatureCNN,
 )
 from stable_baselines3.common.type_aliases import Schedule
@@ -48,6 +51,46 @@ OBSERVATION_KEY = "observation"
 PRIVILEGED_KEY = "privileged"
 
 
+def run_sequence(
+    features: th.Tensor,
+    lstm_states: tuple[th.Tensor, th.Tensor],
+    episode_starts: th.Tensor,
+    lstm: nn.Module,
+) -> tuple[th.Tensor, tuple[th.Tensor, th.Tensor]]:
+    """Run ``n_seq`` padded sequences through ``lstm``, resetting states at episode starts.
+
+    Same contract as sb3-contrib's ``_process_sequence``: ``features`` is ``(n_seq * max_len,
+    features_dim)`` sequence-major, ``lstm_states`` are the states before each sequence's
+    first step and ``episode_starts`` is ``(n_seq * max_len,)``. Returns the flattened outputs
+    and the final states. The time axis is split only at steps where some sequence resets
+    after its first step; sequences from the rollout buffers never do, so training makes
+    exactly one call per minibatch, and collecting rollouts (``max_len == 1``) one per step.
+    """
+    n_seq = lstm_states[0].shape[1]
+    if features.shape[0] == n_seq and steps_with_cells(lstm):
+        return step_with_cells(features, lstm_states, episode_starts, lstm)
+    # (n_seq * max_len, dim) -> (max_len, n_seq, dim), the layout nn.LSTM expects
+    features_sequence = features.reshape((n_seq, -1, lstm.input_size)).swapaxes(0, 1)
+    episode_starts = episode_starts.reshape((n_seq, -1)).swapaxes(0, 1)
+    max_len = features_sequence.shape[0]
+
+    reset_steps = [0]
+    if max_len > 1:
+        reset_steps += (th.nonzero(episode_starts[1:].any(dim=1)).flatten() + 1).tolist()
+    boundaries = [*reset_steps, max_len]
+
+    outputs = []
+    hidden, cell = lstm_states
+    for start, end in zip(boundaries[:-1], boundaries[1:], strict=True):
+        # The one place where the recurrent state is reset: (1 - episode_start).
+        keep = (1.0 - episode_starts[start]).view(1, n_seq, 1)
+        output, (hidden, cell) = lstm(features_sequence[start:end], (keep * hidden, keep * cell))
+        outputs.append(output)
+    output = outputs[0] if len(outputs) == 1 else th.cat(outputs)
+    # (max_len, n_seq, hidden) -> (n_seq * max_len, hidden), sequence-major again
+    return th.flatten(output.transpose(0, 1), start_dim=0, end_dim=1), (hidden, cell)
+
+
 class FastRecurrentPolicy(Sb3ContribRecurrentPolicy):
     """sb3-contrib's recurrent actor-critic with one recurrent call per minibatch and a cell choice.
 
@@ -63,6 +106,9 @@ class FastRecurrentPolicy(Sb3ContribRecurrentPolicy):
         as sb3-contrib). 1.0 starts every unit remembering, so that gradients reach back
         across many steps before the memory has learned what to keep (Gers et al. 2000,
         Jozefowicz et al. 2015).
+    :param skip_connection: the heads read the current features beside the recurrent
+        output, ``[memory, features]`` (as pomdp-baselines, Ni et al. 2022): what the step
+        shows needs no path through the memory, which is left to carry what it hides.
     """
 
     def __init__(
@@ -73,6 +119,7 @@ class FastRecurrentPolicy(Sb3ContribRecurrentPolicy):
         *args: Any,
         recurrent_cell: RecurrentCell = "lstm",
         forget_bias: float | None = None,
+        skip_connection: bool = False,
         **kwargs: Any,
     ) -> None:
         if recurrent_cell not in RECURRENT_CELLS:
@@ -80,6 +127,7 @@ class FastRecurrentPolicy(Sb3ContribRecurrentPolicy):
                 f"recurrent_cell must be one of {RECURRENT_CELLS}, got {recurrent_cell!r}"
             )
         self.recurrent_cell = recurrent_cell
+        self.skip_connection = skip_connection  # read by _build_mlp_extractor, called below
         optimizer_class = kwargs.get("optimizer_class", th.optim.Adam)
         check_recurrent_kwargs(recurrent_cell, kwargs.get("lstm_kwargs") or {})
         if not args and optimizer_class is th.optim.Adam and kwargs.get("optimizer_kwargs") is None:
@@ -93,10 +141,15 @@ class FastRecurrentPolicy(Sb3ContribRecurrentPolicy):
         if critic_features is not None:
             self.vf_features_extractor = critic_features
         critic_dim = self.vf_features_extractor.features_dim
-        if recurrent_cell != "lstm" or critic_dim != self.features_dim:
+        if recurrent_cell != "lstm" or critic_dim != self.features_dim or skip_connection:
             self._rebuild_recurrent_layers(recurrent_cell, critic_dim, lr_schedule)
         if forget_bias is not None:
             set_forget_bias(self, forget_bias)
+
+    def _build_mlp_extractor(self) -> None:
+        if self.skip_connection:  # the heads read [memory, the actor's features]
+            self.lstm_output_dim += self.features_dim
+        super()._build_mlp_extractor()
 
     def _rebuild_recurrent_layers(
         self, recurrent_cell: RecurrentCell, critic_dim: int, lr_schedule: Schedule
@@ -114,6 +167,16 @@ class FastRecurrentPolicy(Sb3ContribRecurrentPolicy):
             )
         elif self.critic is not None:
             self.critic = nn.Linear(critic_dim, hidden)
+            if self.skip_connection:
+                self.critic = SkipLinear(self.critic)
+        if self.skip_connection and not self.shared_lstm and critic_dim != self.features_dim:
+            # the value head reads [memory, the critic's features]: its own input width
+            value_net = MlpExtractor(
+                hidden + critic_dim, self.net_arch, self.activation_fn, self.device
+            ).value_net
+            if self.ortho_init:
+                value_net.apply(partial(self.init_weights, gain=np.sqrt(2)))
+            self.mlp_extractor.value_net = value_net
         self._rebuild_optimizer(lr_schedule)
 
     def _rebuild_optimizer(self, lr_schedule: Schedule) -> None:
@@ -127,47 +190,19 @@ class FastRecurrentPolicy(Sb3ContribRecurrentPolicy):
         """A features extractor of the critic's own, or None for the one SB3 built."""
         return None
 
-    @staticmethod
     def _process_sequence(
+        self,
         features: th.Tensor,
         lstm_states: tuple[th.Tensor, th.Tensor],
         episode_starts: th.Tensor,
         lstm: nn.Module,
     ) -> tuple[th.Tensor, tuple[th.Tensor, th.Tensor]]:
-        """Run ``n_seq`` padded sequences through ``lstm``, resetting states at episode starts.
-
-        Same contract as sb3-contrib's: ``features`` is ``(n_seq * max_len, features_dim)``
-        sequence-major, ``lstm_states`` are the states before each sequence's first step and
-        ``episode_starts`` is ``(n_seq * max_len,)``. Returns the flattened outputs and the
-        final states. The time axis is split only at steps where some sequence resets after
-        its first step; sequences from the rollout buffers never do, so training makes exactly
-        one call per minibatch, and collecting rollouts (``max_len == 1``) one per step.
-        """
-        n_seq = lstm_states[0].shape[1]
-        if features.shape[0] == n_seq and steps_with_cells(lstm):
-            return step_with_cells(features, lstm_states, episode_starts, lstm)
-        # (n_seq * max_len, dim) -> (max_len, n_seq, dim), the layout nn.LSTM expects
-        features_sequence = features.reshape((n_seq, -1, lstm.input_size)).swapaxes(0, 1)
-        episode_starts = episode_starts.reshape((n_seq, -1)).swapaxes(0, 1)
-        max_len = features_sequence.shape[0]
-
-        reset_steps = [0]
-        if max_len > 1:
-            reset_steps += (th.nonzero(episode_starts[1:].any(dim=1)).flatten() + 1).tolist()
-        boundaries = [*reset_steps, max_len]
-
-        outputs = []
-        hidden, cell = lstm_states
-        for start, end in zip(boundaries[:-1], boundaries[1:], strict=True):
-            # The one place where the recurrent state is reset: (1 - episode_start).
-            keep = (1.0 - episode_starts[start]).view(1, n_seq, 1)
-            output, (hidden, cell) = lstm(
-                features_sequence[start:end], (keep * hidden, keep * cell)
-            )
-            outputs.append(output)
-        output = outputs[0] if len(outputs) == 1 else th.cat(outputs)
-        # (max_len, n_seq, hidden) -> (n_seq * max_len, hidden), sequence-major again
-        return th.flatten(output.transpose(0, 1), start_dim=0, end_dim=1), (hidden, cell)
+        """``run_sequence`` (the module's function), with ``skip_connection`` the features
+        appended to its outputs."""
+        output, states = run_sequence(features, lstm_states, episode_starts, lstm)
+        if self.skip_connection:
+            output = th.cat([output, features], dim=1)
+        return output, states
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         """Include the recurrent settings, which sb3-contrib leaves out of ``policy.save()``."""
@@ -179,8 +214,20 @@ class FastRecurrentPolicy(Sb3ContribRecurrentPolicy):
             enable_critic_lstm=self.enable_critic_lstm,
             lstm_kwargs=self.lstm_kwargs,
             recurrent_cell=self.recurrent_cell,
+            skip_connection=self.skip_connection,
         )
         return data
+
+
+class SkipLinear(nn.Module):
+    """The feed-forward critic's layer with the skip connection: ``[linear(x), x]``."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.linear = linear
+
+    def forward(self, features: th.Tensor) -> th.Tensor:
+        return th.cat([self.linear(features), features], dim=1)
 
 
 class SelectKeys(BaseFeaturesExtractor):
