@@ -141,8 +141,13 @@ class FastRecurrentPolicy(Sb3ContribRecurrentPolicy):
         if critic_features is not None:
             self.vf_features_extractor = critic_features
         critic_dim = self.vf_features_extractor.features_dim
-        if recurrent_cell != "lstm" or critic_dim != self.features_dim or skip_connection:
-            self._rebuild_recurrent_layers(recurrent_cell, critic_dim, lr_schedule)
+        rebuild = recurrent_cell != "lstm" or critic_dim != self.features_dim
+        if rebuild:
+            self._rebuild_recurrent_layers(recurrent_cell, critic_dim)
+        if skip_connection:
+            self._connect_critic_skip(critic_dim)
+        if rebuild or skip_connection:
+            self._rebuild_optimizer(lr_schedule)
         if forget_bias is not None:
             set_forget_bias(self, forget_bias)
 
@@ -151,11 +156,9 @@ class FastRecurrentPolicy(Sb3ContribRecurrentPolicy):
             self.lstm_output_dim += self.features_dim
         super()._build_mlp_extractor()
 
-    def _rebuild_recurrent_layers(
-        self, recurrent_cell: RecurrentCell, critic_dim: int, lr_schedule: Schedule
-    ) -> None:
+    def _rebuild_recurrent_layers(self, recurrent_cell: RecurrentCell, critic_dim: int) -> None:
         # The parent builds nn.LSTMs sized for the actor's features; rebuild what differs (the
-        # cell; the critic's input), then the optimizer.
+        # cell; the critic's input). The caller rebuilds the optimizer.
         hidden, layers = self.lstm_actor.hidden_size, self.lstm_actor.num_layers
         if recurrent_cell != "lstm":
             self.lstm_actor = make_recurrent_layer(
@@ -167,17 +170,23 @@ class FastRecurrentPolicy(Sb3ContribRecurrentPolicy):
             )
         elif self.critic is not None:
             self.critic = nn.Linear(critic_dim, hidden)
-            if self.skip_connection:
-                self.critic = SkipLinear(self.critic)
-        if self.skip_connection and not self.shared_lstm and critic_dim != self.features_dim:
-            # the value head reads [memory, the critic's features]: its own input width
+
+    def _connect_critic_skip(self, critic_dim: int) -> None:
+        """The critic's side of the skip connection (``_process_sequence`` does the rest): a
+        feed-forward critic's layer also passes its input on, and a value head whose input
+        differs from the actor's (a privileged critic's) gets its own width."""
+        if self.critic is not None:
+            self.critic = SkipLinear(self.critic)
+        if not self.shared_lstm and critic_dim != self.features_dim:
             value_net = MlpExtractor(
-                hidden + critic_dim, self.net_arch, self.activation_fn, self.device
+                self.lstm_actor.hidden_size + critic_dim,
+                self.net_arch,
+                self.activation_fn,
+                self.device,
             ).value_net
             if self.ortho_init:
                 value_net.apply(partial(self.init_weights, gain=np.sqrt(2)))
             self.mlp_extractor.value_net = value_net
-        self._rebuild_optimizer(lr_schedule)
 
     def _rebuild_optimizer(self, lr_schedule: Schedule) -> None:
         """After modules are added or replaced: the optimizer holds references to the
