@@ -109,10 +109,10 @@ def test_a_run_killed_mid_way_goes_on_from_its_checkpoint(tmp_path, capsys):
 
 
 def test_sweep_plan_is_seed_major_and_filters_variants_seeds_and_tasks(tmp_path):
-    path = tmp_path / "s.yaml"
-    path.write_text(
+    path = _write(
+        tmp_path,
         "name: s\nseeds: [0, 1]\nenvs: {A: {n_timesteps: 10}, B: {}}\n"
-        "variants: {v: {}, w: {tasks: [B], gamma: 0.9}}\n"
+        "variants: {v: {}, w: {tasks: [B], gamma: 0.9}}\n",
     )
     sweep = load_sweep(path)
     names = [spec.run_dir.name for spec in sweep_plan(sweep)]
