@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from gymnasium import spaces
@@ -61,7 +62,7 @@ def build_model(config: TrainConfig, env: VecEnv) -> BaseAlgorithm:
         n_steps=config.n_steps,
         batch_size=config.batch_size,
         n_epochs=config.n_epochs,
-        learning_rate=schedules.for_sb3(config.learning_rate),
+        learning_rate=_learning_rate(config),
         gamma=config.gamma,
         gae_lambda=config.gae_lambda,
         clip_range=schedules.for_sb3(config.clip_range),
@@ -78,6 +79,12 @@ def build_model(config: TrainConfig, env: VecEnv) -> BaseAlgorithm:
         verbose=0,
         **extra,
     )
+
+
+def _learning_rate(config: TrainConfig) -> float | Callable[[float], float]:
+    if config.desired_kl is not None:  # adapted by schedules.KLAdaptation
+        return schedules.KLAdaptiveRate(schedules.start(config.learning_rate), config.desired_kl)
+    return schedules.for_sb3(config.learning_rate)
 
 
 def _policy_name(config: TrainConfig, env: VecEnv) -> str:

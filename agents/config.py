@@ -70,6 +70,8 @@ class TrainConfig:
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
     target_kl: float | None = None  # stop an update's epochs early past 1.5 x this KL
+    # adapt the learning rate (from learning_rate) to updates of this KL; null: no adaptation
+    desired_kl: float | None = None
     normalize_advantage: bool = False  # per minibatch; off, a solved task's noise stays small
     log_std_init: float = 0.0  # Gaussian policies: initial log standard deviation
     use_sde: bool = False  # Box actions: state-dependent exploration (gSDE) instead of noise
@@ -128,6 +130,14 @@ class TrainConfig:
             raise UserError(f"ent_coef must be >= 0, got {self.ent_coef}")
         if self.target_kl is not None and self.target_kl <= 0:
             raise UserError(f"target_kl must be > 0 or null (no limit), got {self.target_kl}")
+        if self.desired_kl is not None and self.desired_kl <= 0:
+            raise UserError(f"desired_kl must be > 0 or null (fixed rate), got {self.desired_kl}")
+        if self.desired_kl is not None and isinstance(self.learning_rate, str):
+            raise UserError(
+                f"desired_kl adapts the learning rate, which cannot also follow "
+                f"{self.learning_rate}: give learning_rate its starting number, or set "
+                "desired_kl null"
+            )
         for name in ("gamma", "gae_lambda"):
             if not 0 <= getattr(self, name) <= 1:
                 raise UserError(f"{name} must lie in [0, 1], got {getattr(self, name)}")

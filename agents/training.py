@@ -32,7 +32,7 @@ from agents.runs import (
     save_config,
     write_metrics,
 )
-from agents.schedules import EntropySchedule
+from agents.schedules import EntropySchedule, KLAdaptation
 
 FINAL_EVAL_SEED_OFFSET = 1_000_000  # final evaluation episodes are not the training episodes
 INTERRUPTED_EVAL_EPISODES = 20  # after Ctrl-C: a brief look at the model so far
@@ -176,6 +176,8 @@ def _callbacks(
     callbacks: list[BaseCallback] = []
     if isinstance(config.ent_coef, str):
         callbacks.append(EntropySchedule(config.ent_coef))
+    if config.desired_kl is not None:
+        callbacks.append(KLAdaptation())
     if config.eval_freq > 0:
         # SB3's evaluate_policy carries the recurrent state and resets it at episode starts;
         # statistics of normalised envs are synced into the frozen eval env before each use.

@@ -82,6 +82,8 @@ def test_schedules_keep_the_zoo_spelling():
         ({"learning_rate": "lin_0"}, "learning_rate must be > 0, got lin_0"),
         ({"ent_coef": -0.01}, "ent_coef must be >= 0, got -0.01"),
         ({"target_kl": 0}, "target_kl must be > 0 or null (no limit), got 0.0"),
+        ({"desired_kl": -0.01}, "desired_kl must be > 0 or null (fixed rate), got -0.01"),
+        ({"desired_kl": 0.01, "learning_rate": "lin_1e-3"}, "cannot also follow lin_0.001"),
         ({"bptt_length": True}, "config key 'bptt_length' expects int, got True"),
     ],
 )

@@ -23,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import agents.atomic
+import agents.schedules
 import envs
 import envs.valid_actions
 from agents.config import TrainConfig
@@ -264,7 +265,7 @@ def test_agent_input_wrappers_keep_the_properties(base, seed, kind, previous, pr
     assert_finite_and_inside(env.observation_space, records)
 
 
-@pytest.mark.parametrize("module", [envs.valid_actions, agents.atomic])
+@pytest.mark.parametrize("module", [envs.valid_actions, agents.atomic, agents.schedules])
 def test_docstring_examples_run(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0

@@ -198,3 +198,27 @@ def test_what_cannot_be_resumed_says_why(small_run, tmp_path, change, fragment):
 def test_a_total_below_the_steps_trained_is_refused(small_run):
     with pytest.raises(UserError, match="--timesteps 200 is below the 384 steps"):
         agents.resume(small_run, n_timesteps=200)
+
+
+def test_kl_adaptive_rate_follows_every_update_across_a_resume(tmp_path):
+    """With desired_kl each update's rate is the one before it, divided by 1.5 after a KL over
+    twice the target and multiplied by 1.5 after one under half (agents/schedules.py), and a
+    resumed run goes on from the rate that the saved model holds, not from learning_rate."""
+    settings = {**SMALL_RUN, "n_timesteps": 256, "learning_rate": 1e-3, "desired_kl": 0.004}
+    run_dir = agents.train(run_dir=tmp_path / "adaptive", **settings)
+    saved_rate = load(run_dir).model.learning_rate.value
+    agents.resume(run_dir, n_timesteps=448)
+    rates = _logged(run_dir, "train/learning_rate")
+    kls = _logged(run_dir, "train/approx_kl")
+    rollout = settings["n_envs"] * settings["n_steps"]
+    # learn() writes an update's values after the next rollout: the last update of each part
+    # is not in progress.csv, so the rule is checked between updates logged one after another
+    assert min(rates) == 2 * rollout and rates[min(rates)] == pytest.approx(1e-3)
+    for steps in sorted(rates):
+        if steps + rollout in rates:
+            factor = 1 / 1.5 if kls[steps] > 0.008 else 1.5 if kls[steps] < 0.002 else 1.0
+            assert rates[steps + rollout] == pytest.approx(rates[steps] * factor, rel=1e-9)
+    first_resumed = min(steps for steps in rates if steps > settings["n_timesteps"])
+    assert saved_rate != pytest.approx(1e-3)
+    assert rates[first_resumed] == pytest.approx(saved_rate, rel=1e-9)
+    assert len({round(rate, 12) for rate in rates.values()}) > 2
