@@ -295,9 +295,16 @@ def make_config(
     return config.validate() if validate else config
 
 
+# A saved config without one of these keys was written before the key existed, by a version
+# that trained with this value; the field's default has changed since.
+VALUES_BEFORE_THE_KEY = {"normalize_advantage": True}  # SB3's, our default until round9
+
+
 def from_dict(values: dict[str, Any]) -> TrainConfig:
-    """Rebuild a saved config (config.yaml of a run folder)."""
+    """Rebuild a saved config (config.yaml of a run folder); keys added since it was written
+    take the value its version trained with."""
     _check_keys(values)
+    values = {**VALUES_BEFORE_THE_KEY, **values}
     return TrainConfig(**{key: coerce(key, value) for key, value in values.items()})
 
 

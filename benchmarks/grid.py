@@ -90,7 +90,8 @@ def is_current(spec: RunSpec, run: dict[str, Any] | None) -> bool:
         return False
     from agents.config import read_by_algo
 
-    return read_by_algo(run["config"]) == read_by_algo(learning_settings(planned_config(spec)))
+    recorded = learning_settings(run["config"])  # a results file may predate a key
+    return read_by_algo(recorded) == read_by_algo(learning_settings(planned_config(spec)))
 
 
 def set_aside_if_stale(spec: RunSpec) -> None:

@@ -77,6 +77,24 @@ def test_a_key_the_algorithm_ignores_leaves_its_runs_current(tmp_path):
     assert not is_current(ppo_spec(n_epochs=2), run)
 
 
+def test_runs_recorded_before_a_key_existed_stay_current_with_its_old_value(tmp_path):
+    """A key added later (desired_kl) is absent from older records, and a config.yaml written
+    before normalize_advantage existed trained with SB3's True: both still describe a run of
+    today's settings where those settings are the old ones, and only there."""
+
+    def ppo_spec(**changes):
+        (spec,) = plan(load_suite(_suite(tmp_path, seeds=[0], algos=["ppo"], **changes)))
+        return spec
+
+    config = learning_settings(planned_config(ppo_spec(normalize_advantage=True)))
+    older = {key: value for key, value in config.items() if key != "desired_kl"}
+    assert is_current(ppo_spec(normalize_advantage=True), {"config": older})
+    assert not is_current(ppo_spec(normalize_advantage=True, desired_kl=0.01), {"config": older})
+    oldest = {key: value for key, value in older.items() if key != "normalize_advantage"}
+    assert is_current(ppo_spec(normalize_advantage=True), {"config": oldest})
+    assert not is_current(ppo_spec(normalize_advantage=False), {"config": oldest})
+
+
 def test_a_run_killed_mid_way_goes_on_from_its_checkpoint(tmp_path, capsys):
     config = make_config(
         env="MemoryStates-v0", overrides={**TINY_BLOCK, "checkpoint_freq": 128}, progress=False
