@@ -188,3 +188,24 @@ def test_ablations_compare_the_seeds_both_sides_ran(tmp_path):
     sweep = {"variants": {"base": {}, "feature": {}}, "ablations": {"f": ["feature", "base"]}}
     (found,) = ablations(sweep, rows, tmp_path)
     assert found["tasks"]["A"]["values"] == [0.4, 0.45]  # seed 2 of the feature left out
+
+
+def test_final_info_reports_how_far_episodes_end_from_the_target(tmp_path):
+    """Reacher-Cue's final fingertip distance: every episode counted, and within the reach of
+    a two-link arm of 0.21 m from a target on a disc of 0.2 m."""
+    import agents
+    from benchmarks import final_info
+
+    run_dir = agents.train(
+        env="Reacher-Cue-v5", algo="ppo", n_timesteps=128, n_envs=2, n_steps=64,
+        batch_size=64, eval_freq=0, final_eval_episodes=2, progress=False,
+        run_dir=tmp_path / "reacher",
+    )  # fmt: skip
+    out = tmp_path / "distance"
+    final_info.main(
+        [str(run_dir), "--episodes", "6", "--thresholds", "0.02", "0.5", "--out", str(out)]
+    )
+    (row,) = json.loads(out.with_suffix(".json").read_text())["runs"].values()
+    assert row["episodes"] == 6 and 0 < row["median"] < 0.41
+    assert row["below"]["0.5"] == 1.0 and row["below"]["0.02"] <= row["below"]["0.5"]
+    assert "| reacher |" in out.with_suffix(".md").read_text()
