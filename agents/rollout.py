@@ -57,6 +57,7 @@ class Episode:
     total_return: float
     length: int
     success: bool | None
+    final_info: dict[str, Any]  # the env's info on the last step (a distance, a count ...)
 
 
 def episodes(
@@ -88,6 +89,7 @@ def episodes(
                         float(returns[i]),
                         int(lengths[i]),
                         None if success is None else bool(success),
+                        step.info[i],
                     )
                 )
                 counts[i] += 1

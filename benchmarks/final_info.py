@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch as th
 
-from agents.rollout import steps
+from agents.rollout import episodes
 from agents.runs import load
 
 SEED = 3_000_000  # training seeds from 0, evaluation from 500k and 1M: none of their episodes
@@ -32,19 +32,13 @@ def final_values(run_dir: Path, key: str, n_episodes: int, n_envs: int = 8) -> l
     """``info[key]`` on the last step of ``n_episodes`` episodes of the run's model."""
     run = load(run_dir)
     env = run.make_env(n_envs=n_envs, seed=SEED)
-    values: list[float] = []
     try:
-        for step in steps(run.model, env):
-            for done, info in zip(step.done, step.info, strict=True):
-                if done and len(values) < n_episodes:
-                    if key not in info:
-                        raise SystemExit(f"{run_dir}: the env reports no info[{key!r}]")
-                    values.append(float(info[key]))
-            if len(values) >= n_episodes:
-                return values
+        finished = episodes(run.model, env, n_episodes)
     finally:
         env.close()
-    return values
+    if any(key not in episode.final_info for episode in finished):
+        raise SystemExit(f"{run_dir}: the env reports no info[{key!r}]")
+    return [float(episode.final_info[key]) for episode in finished]
 
 
 def summary(values: list[float], thresholds: list[float]) -> dict[str, Any]:
