@@ -66,33 +66,33 @@ def test_results_are_written_after_every_run_and_outlive_the_run_folders(tmp_pat
     assert len(list((tmp_path / "runs").glob("MemoryStates-v0__recurrent_ppo__0.stale-*"))) == 1
 
 
-def test_a_key_the_algorithm_ignores_leaves_its_runs_current(tmp_path):
-    def ppo_spec(**changes):
-        (spec,) = plan(load_suite(_suite(tmp_path, seeds=[0], algos=["ppo"], **changes)))
-        return spec
+def _ppo_spec(tmp_path, **changes):
+    """The one run of a one-seed ppo suite whose block has ``changes``."""
+    (spec,) = plan(load_suite(_suite(tmp_path, seeds=[0], algos=["ppo"], **changes)))
+    return spec
 
-    run = {"config": learning_settings(planned_config(ppo_spec()))}
-    assert is_current(ppo_spec(), run)
-    assert is_current(ppo_spec(privileged_critic=True, forget_bias=1.0), run)  # LSTM-only keys
-    assert not is_current(ppo_spec(n_epochs=2), run)
+
+def test_a_key_the_algorithm_ignores_leaves_its_runs_current(tmp_path):
+    run = {"config": learning_settings(planned_config(_ppo_spec(tmp_path)))}
+    assert is_current(_ppo_spec(tmp_path), run)
+    lstm_only = _ppo_spec(tmp_path, privileged_critic=True, forget_bias=1.0)
+    assert is_current(lstm_only, run)
+    assert not is_current(_ppo_spec(tmp_path, n_epochs=2), run)
 
 
 def test_runs_recorded_before_a_key_existed_stay_current_with_its_old_value(tmp_path):
     """A key added later (desired_kl) is absent from older records, and a config.yaml written
     before normalize_advantage existed trained with SB3's True: both still describe a run of
     today's settings where those settings are the old ones, and only there."""
-
-    def ppo_spec(**changes):
-        (spec,) = plan(load_suite(_suite(tmp_path, seeds=[0], algos=["ppo"], **changes)))
-        return spec
-
-    config = learning_settings(planned_config(ppo_spec(normalize_advantage=True)))
+    normalized = _ppo_spec(tmp_path, normalize_advantage=True)
+    config = learning_settings(planned_config(normalized))
     older = {key: value for key, value in config.items() if key != "desired_kl"}
-    assert is_current(ppo_spec(normalize_advantage=True), {"config": older})
-    assert not is_current(ppo_spec(normalize_advantage=True, desired_kl=0.01), {"config": older})
+    assert is_current(normalized, {"config": older})
+    adaptive = _ppo_spec(tmp_path, normalize_advantage=True, desired_kl=0.01)
+    assert not is_current(adaptive, {"config": older})
     oldest = {key: value for key, value in older.items() if key != "normalize_advantage"}
-    assert is_current(ppo_spec(normalize_advantage=True), {"config": oldest})
-    assert not is_current(ppo_spec(normalize_advantage=False), {"config": oldest})
+    assert is_current(normalized, {"config": oldest})
+    assert not is_current(_ppo_spec(tmp_path, normalize_advantage=False), {"config": oldest})
 
 
 def test_a_run_killed_mid_way_goes_on_from_its_checkpoint(tmp_path, capsys):
