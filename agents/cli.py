@@ -69,7 +69,7 @@ def _guarded(action: Callable[[], int]) -> int:
 def _train_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Train a recurrent PPO agent (or a memoryless baseline) and evaluate it.",
-        epilog="Precedence: preset for the env < --config < --set < explicit flags. "
+        epilog="Precedence: preset for the env and algo < --config < --set < explicit flags. "
         "Example: python train.py --env CartPole-P-v1 --algo ppo --set n_steps=256",
     )
     parser.add_argument(

@@ -1,7 +1,8 @@
 """Training configuration: one typed dataclass, presets from YAML, overrides, validation.
 
-Precedence, lowest first: the ``default`` block of presets.yaml < the block for the env id <
-a ``--config`` YAML file < ``--set key=value`` pairs < explicit command-line flags.
+Precedence, lowest first: the ``default`` block of presets.yaml < the block for the env id
+(its sub-block for the run's algorithm last, e.g. ``recurrent_ppo:``) < a ``--config`` YAML
+file < ``--set key=value`` pairs < explicit command-line flags.
 """
 
 from __future__ import annotations
@@ -223,12 +224,17 @@ def load_presets(path: Path = PRESETS_FILE) -> dict[str, dict[str, Any]]:
         return yaml.safe_load(file) or {}
 
 
-def preset_for(env: str, presets: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The ``default`` block updated with the env's own block (if any)."""
+def preset_for(
+    env: str, algo: str = "recurrent_ppo", presets: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The ``default`` block updated with the env's own block (if any), then with that block's
+    sub-block for ``algo``: an env block's keys serve every algorithm (a fair comparison runs
+    them alike), and a sub-block holds what only one of them is tuned with (the recurrent
+    agent's LSTM settings, say, which would cripple the feed-forward baselines)."""
     presets = load_presets() if presets is None else presets
-    merged = dict(presets.get("default", {}))
-    merged.update(presets.get(env, {}) or {})
-    return merged
+    block = dict(presets.get(env, {}) or {})
+    per_algo = {name: block.pop(name) or {} for name in ALGOS if name in block}
+    return {**presets.get("default", {}), **block, **per_algo.get(algo, {})}
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -283,12 +289,14 @@ def make_config(
         explicit["env"] = env
     for layer in (*layers, explicit):
         _check_keys(layer)
-    # the env id decides which preset applies, so find it first
-    env_id = next(
-        (layer["env"] for layer in (explicit, *reversed(layers)) if "env" in layer), TrainConfig.env
-    )
+    # the env id and the algorithm decide which preset applies, so find them first
+    def chosen(key: str) -> Any:
+        layer = next((layer for layer in (explicit, *reversed(layers)) if key in layer), None)
+        return getattr(TrainConfig, key) if layer is None else layer[key]
+
+    env_id, algo = chosen("env"), chosen("algo")
     values: dict[str, Any] = {"env": env_id}
-    preset = preset_for(env_id) if env_preset else load_presets().get("default", {})
+    preset = preset_for(env_id, algo) if env_preset else load_presets().get("default", {})
     for layer in (preset, *layers, explicit):
         values.update(layer)
     config = TrainConfig(**{key: coerce(key, value) for key, value in values.items()})

@@ -103,16 +103,45 @@ def test_missing_and_corrupt_config_files(tmp_path):
 
 
 def test_every_preset_key_is_a_config_field_and_valid():
-    from agents.config import load_presets
+    from agents.config import ALGOS, load_presets
 
     for env, block in load_presets().items():
-        # make_config validates; each block's values are the ones its env gets
-        if env == "default":
-            values = make_config(env_preset=False).to_dict()
-        else:
-            values = make_config(env=env).to_dict()
-        for key, value in block.items():
-            assert values[key] == coerce(key, value), (env, key)
+        for algo in ALGOS:
+            # make_config validates; each block's values are the ones its env gets
+            if env == "default":
+                values = make_config(env_preset=False, algo=algo).to_dict()
+            else:
+                values = make_config(env=env, algo=algo).to_dict()
+            shared = {key: value for key, value in block.items() if key not in ALGOS}
+            for key, value in {**shared, **(block.get(algo) or {})}.items():
+                assert values[key] == coerce(key, value), (env, algo, key)
+
+
+def test_an_algorithms_sub_block_applies_to_that_algorithm_only(tmp_path):
+    presets = tmp_path / "presets.yaml"
+    presets.write_text(
+        "default: {n_envs: 8, gamma: 0.99}\n"
+        "Robot-v0: {n_envs: 4, recurrent_ppo: {n_envs: 16, net_arch: []}}\n"
+    )
+    from agents.config import load_presets
+
+    loaded = load_presets(presets)
+    assert preset_for("Robot-v0", "recurrent_ppo", loaded) == {
+        "n_envs": 16,
+        "gamma": 0.99,
+        "net_arch": [],
+    }
+    assert preset_for("Robot-v0", "ppo", loaded) == {"n_envs": 4, "gamma": 0.99}
+    # the algorithm named where the env is named picks the sub-block; flags still win
+    real = load_presets()
+    env = next(env for env, block in real.items() if "recurrent_ppo" in (block or {}))
+    sub = real[env]["recurrent_ppo"]
+    ppo = make_config(env=env, algo="ppo").to_dict()
+    key = next(key for key in sub if ppo[key] != coerce(key, sub[key]))
+    assert make_config(env=env).to_dict()[key] == coerce(key, sub[key])
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text(yaml.safe_dump({"algo": "ppo"}))
+    assert make_config(env=env, config_file=config_file).to_dict()[key] == ppo[key]
 
 
 def test_config_defaults_are_the_default_block():
