@@ -289,6 +289,7 @@ def make_config(
         explicit["env"] = env
     for layer in (*layers, explicit):
         _check_keys(layer)
+
     # the env id and the algorithm decide which preset applies, so find them first
     def chosen(key: str) -> Any:
         layer = next((layer for layer in (explicit, *reversed(layers)) if key in layer), None)
