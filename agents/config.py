@@ -227,14 +227,19 @@ def load_presets(path: Path = PRESETS_FILE) -> dict[str, dict[str, Any]]:
 def preset_for(
     env: str, algo: str = "recurrent_ppo", presets: dict[str, dict[str, Any]] | None = None
 ) -> dict[str, Any]:
-    """The ``default`` block updated with the env's own block (if any), then with that block's
-    sub-block for ``algo``: an env block's keys serve every algorithm (a fair comparison runs
+    """The ``default`` block updated with the env's own block (if any), each with its
+    sub-block for ``algo`` applied: a block's keys serve every algorithm (a fair comparison runs
     them alike), and a sub-block holds what only one of them is tuned with (the recurrent
-    agent's LSTM settings, say, which would cripple the feed-forward baselines)."""
+    agent's own settings, say, while the baselines keep their full-observation reference's)."""
     presets = load_presets() if presets is None else presets
-    block = dict(presets.get(env, {}) or {})
-    per_algo = {name: block.pop(name) or {} for name in ALGOS if name in block}
-    return {**presets.get("default", {}), **block, **per_algo.get(algo, {})}
+    return {**for_algo(presets.get("default"), algo), **for_algo(presets.get(env), algo)}
+
+
+def for_algo(block: dict[str, Any] | None, algo: str) -> dict[str, Any]:
+    """A preset block's shared keys updated with its sub-block for ``algo``."""
+    block = block or {}
+    shared = {key: value for key, value in block.items() if key not in ALGOS}
+    return {**shared, **(block.get(algo) or {})}
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -297,7 +302,9 @@ def make_config(
 
     env_id, algo = chosen("env"), chosen("algo")
     values: dict[str, Any] = {"env": env_id}
-    preset = preset_for(env_id, algo) if env_preset else load_presets().get("default", {})
+    preset = (
+        preset_for(env_id, algo) if env_preset else for_algo(load_presets().get("default"), algo)
+    )
     for layer in (preset, *layers, explicit):
         values.update(layer)
     config = TrainConfig(**{key: coerce(key, value) for key, value in values.items()})

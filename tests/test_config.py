@@ -103,7 +103,7 @@ def test_missing_and_corrupt_config_files(tmp_path):
 
 
 def test_every_preset_key_is_a_config_field_and_valid():
-    from agents.config import ALGOS, load_presets
+    from agents.config import ALGOS, for_algo, load_presets
 
     for env, block in load_presets().items():
         for algo in ALGOS:
@@ -112,15 +112,14 @@ def test_every_preset_key_is_a_config_field_and_valid():
                 values = make_config(env_preset=False, algo=algo).to_dict()
             else:
                 values = make_config(env=env, algo=algo).to_dict()
-            shared = {key: value for key, value in block.items() if key not in ALGOS}
-            for key, value in {**shared, **(block.get(algo) or {})}.items():
+            for key, value in for_algo(block, algo).items():
                 assert values[key] == coerce(key, value), (env, algo, key)
 
 
 def test_an_algorithms_sub_block_applies_to_that_algorithm_only(tmp_path):
     presets = tmp_path / "presets.yaml"
     presets.write_text(
-        "default: {n_envs: 8, gamma: 0.99}\n"
+        "default: {n_envs: 8, gamma: 0.99, ppo: {gamma: 0.9}}\n"
         "Robot-v0: {n_envs: 4, recurrent_ppo: {n_envs: 16, net_arch: []}}\n"
     )
     from agents.config import load_presets
@@ -131,8 +130,9 @@ def test_an_algorithms_sub_block_applies_to_that_algorithm_only(tmp_path):
         "gamma": 0.99,
         "net_arch": [],
     }
-    assert preset_for("Robot-v0", "ppo", loaded) == {"n_envs": 4, "gamma": 0.99}
-    # the algorithm named where the env is named picks the sub-block; flags still win
+    assert preset_for("Robot-v0", "ppo", loaded) == {"n_envs": 4, "gamma": 0.9}
+    assert preset_for("Other-v0", "ppo_framestack", loaded) == {"n_envs": 8, "gamma": 0.99}
+    # the algorithm picks the sub-block wherever it is named (here in a --config file)
     real = load_presets()
     env = next(env for env, block in real.items() if "recurrent_ppo" in (block or {}))
     sub = real[env]["recurrent_ppo"]
