@@ -11,7 +11,9 @@ Randomness comes only from the env's ``np_random``, so ``reset(seed=...)`` repro
 
 What a wrapper hides is not lost for training: each passes the reading it received on as
 ``info["privileged"]`` (when wrappers stack, the innermost one's, the full reading, wins), which
-a privileged critic reads (agents/inputs.py) and the actor never sees.
+a privileged critic reads (agents/inputs.py) and the actor never sees. MaskObservation also
+names the readings it hides in ``info["latent"]`` (``{"velocities[0]": ...}``), the variables
+that traces record and probes look for in the memory (agents/insight).
 """
 
 from collections import deque
@@ -82,13 +84,14 @@ def _with_flags(low: np.ndarray, high: np.ndarray, n: int, dtype) -> gym.spaces.
 
 
 class HidingWrapper(gym.ObservationWrapper):
-    """An observation wrapper that also passes the unhidden reading on as ``info["privileged"]``."""
+    """An observation wrapper that also passes the unhidden reading on as ``info["privileged"]``,
+    and what it always hides, named, as ``info["latent"]`` (see :meth:`hidden_readings`)."""
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         observation, info = self.env.reset(seed=seed, options=options)
-        return self.observation(observation), _keep_reading(info, observation)
+        return self.observation(observation), self._keep_reading(info, observation)
 
     def step(self, action):
         observation, reward, terminated, truncated, info = self.env.step(action)
@@ -97,13 +100,21 @@ class HidingWrapper(gym.ObservationWrapper):
             reward,
             terminated,
             truncated,
-            _keep_reading(info, observation),
+            self._keep_reading(info, observation),
         )
 
+    def hidden_readings(self, observation: np.ndarray) -> dict[str, float]:
+        """The readings this wrapper never shows, by name: the variables a memory must carry,
+        which traces record and probes decode (agents/insight). None here; MaskObservation's
+        are its dropped dims."""
+        return {}
 
-def _keep_reading(info: dict[str, Any], observation: np.ndarray) -> dict[str, Any]:
-    info.setdefault("privileged", observation)
-    return info
+    def _keep_reading(self, info: dict[str, Any], observation: np.ndarray) -> dict[str, Any]:
+        info.setdefault("privileged", observation)
+        hidden = self.hidden_readings(observation)
+        if hidden:
+            info.setdefault("latent", hidden)
+        return info
 
 
 class MaskObservation(HidingWrapper, gym.utils.RecordConstructorArgs):
@@ -154,9 +165,17 @@ class MaskObservation(HidingWrapper, gym.utils.RecordConstructorArgs):
         self.observation_space = gym.spaces.Box(
             box.low[self.kept_indices], box.high[self.kept_indices], dtype=box.dtype
         )
+        # each hidden dim by its group and place in it, e.g. "velocities[0]" (for MuJoCo robots
+        # qvel in joint order: the root's forward speed first), else by its index
+        place = {int(i): f"{n}[{k}]" for n, idx in all_groups.items() for k, i in enumerate(idx)}
+        hidden = np.setdiff1d(np.arange(box.shape[0]), self.kept_indices)
+        self.hidden_names = {place.get(int(i), f"observation[{i}]"): int(i) for i in hidden}
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
         return observation[self.kept_indices]
+
+    def hidden_readings(self, observation: np.ndarray) -> dict[str, float]:
+        return {name: float(observation[i]) for name, i in self.hidden_names.items()}
 
 
 class SensorDropout(HidingWrapper, gym.utils.RecordConstructorArgs):
@@ -229,11 +248,11 @@ class SensorDropout(HidingWrapper, gym.utils.RecordConstructorArgs):
         obs, info = self.env.reset(seed=seed, options=options)
         self.missing[:] = False
         self._last[:] = 0
-        return self._deliver(obs), _keep_reading(info, obs)
+        return self._deliver(obs), self._keep_reading(info, obs)
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
-        return self._deliver(obs), reward, terminated, truncated, _keep_reading(info, obs)
+        return self._deliver(obs), reward, terminated, truncated, self._keep_reading(info, obs)
 
     def _deliver(self, obs: np.ndarray) -> np.ndarray:
         self._advance()

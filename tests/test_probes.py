@@ -75,6 +75,20 @@ def test_small_integer_latents_are_categories():
     assert forced[0].metric == "R^2"
 
 
+def test_a_privileged_critics_state_is_not_probed():
+    """A critic that reads the hidden state holds it as input; only memory counts."""
+    rng = np.random.default_rng(3)
+    value = np.repeat(rng.normal(0, 1, EPISODES), LENGTH)
+    trace = synthetic_trace({"value": value}, rng.normal(0, 0.3, (len(value), UNITS)))
+    critic = np.tile(value[:, None], (1, UNITS))
+    trace.arrays.update({"critic/layer0/h": np.tanh(critic), "critic/layer0/c": critic})
+    (probe,) = probe_trace(trace)
+    assert probe.quantity.startswith("critic/") and probe.score > 0.9
+    trace.meta["privileged_critic"] = True
+    (probe,) = probe_trace(trace)
+    assert set(probe.scores) == {"actor/layer0/h", "actor/layer0/c"} and probe.score < 0.3
+
+
 def test_probes_need_state_and_episodes():
     cell = np.zeros((EPISODES * LENGTH, UNITS))
     trace = synthetic_trace({"x": np.arange(len(cell), dtype=float)}, cell)

@@ -93,6 +93,23 @@ def test_mask_keeps_or_drops_whole_groups_in_order():
     assert dropped.reset(seed=0)[0].tolist() == [1.0, 21.0, 31.0]
 
 
+def test_mask_names_what_it_hides_as_the_latent_a_memory_must_carry():
+    dropped = MaskObservation(Counter(), drop=["velocities"], groups=Counter.groups)
+    _, info = dropped.reset(seed=0)
+    assert info["latent"] == {"velocities[0]": 11.0, "velocities[1]": 31.0}
+    _, _, _, _, info = dropped.step(0)
+    assert info["latent"] == {"velocities[0]": 12.0, "velocities[1]": 32.0}
+    assert info["privileged"].tolist() == [2.0, 12.0, 22.0, 32.0]  # the whole reading, as before
+    partial = MaskObservation(Counter(), keep=["velocities"], groups={"velocities": [1]})
+    assert partial.reset(seed=0)[1]["latent"] == {
+        "observation[0]": 1.0,
+        "observation[2]": 21.0,
+        "observation[3]": 31.0,
+    }
+    stacked = SensorDropout(dropped, start_prob=1.0, groups={"positions": [0, 1]})
+    assert stacked.reset(seed=0)[1]["latent"] == {"velocities[0]": 11.0, "velocities[1]": 31.0}
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [

@@ -84,11 +84,15 @@ def describe(quantity: str) -> str:
 
 
 def state_quantities(trace: Trace) -> list[str]:
+    """The states a probe reads: every recurrent layer's h and c, except a privileged critic's,
+    which is given the hidden state as input (its probe would score what it reads, not what
+    any memory kept)."""
+    skipped = "critic/" if trace.meta.get("privileged_critic") else None
     return [
         f"{layer}/{name}"
         for layer in trace.layers
         for name in ("h", "c")
-        if f"{layer}/{name}" in trace.arrays
+        if f"{layer}/{name}" in trace.arrays and not (skipped and layer.startswith(skipped))
     ]
 
 

@@ -251,6 +251,8 @@ def record_trace(
             for name, rnn in networks.items()
         },
         "shared_lstm": bool(getattr(policy, "shared_lstm", False)),
+        # a critic that reads the hidden state holds it without remembering anything
+        "privileged_critic": run.config.critic_is_privileged,
     }
     return Trace(arrays, meta)
 
