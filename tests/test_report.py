@@ -221,9 +221,10 @@ def test_report_renders_in_a_headless_browser(reported, tmp_path):
 
 
 def test_report_of_a_robot_without_latents(tmp_path):
-    """Pendulum-P-v1: normalised observations, continuous actions, no info["latent"], and a
-    video only where pygame is installed; the report says what it cannot show."""
-    run_dir = agents.train(env="Pendulum-P-v1", run_dir=tmp_path / "pendulum", **TINY)
+    """Pendulum-v1 (nothing hidden): normalised observations, continuous actions, no
+    info["latent"], and a video only where pygame is installed; the report says what it
+    cannot show."""
+    run_dir = agents.train(env="Pendulum-v1", normalize=True, run_dir=tmp_path / "pendulum", **TINY)
     result = evaluate_in_process(str(run_dir), "--episodes", "2", "--report", "--probe")
     assert result.returncode == 0, result.stderr
     assert "no latent variable to probe" in result.stdout
