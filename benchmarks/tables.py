@@ -265,9 +265,14 @@ def plot(result: dict[str, Any], path: Path) -> None:
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(rows) :]:
         ax.axis("off")
-    if axes.flat[0].get_legend_handles_labels()[0]:
-        axes.flat[0].legend(fontsize=8)
+    # one legend for the figure: an algorithm may be missing from the first panel
+    legend = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
     fig.tight_layout()
+    if legend:
+        fig.legend(legend.values(), legend.keys(), loc="lower right", fontsize=8)
     with atomic.replacing(path) as temporary:
         fig.savefig(temporary, dpi=80)
     plt.close(fig)
