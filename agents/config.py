@@ -225,7 +225,7 @@ def load_presets(path: Path = PRESETS_FILE) -> dict[str, dict[str, Any]]:
 
 
 def preset_for(
-    env: str, algo: str = "recurrent_ppo", presets: dict[str, dict[str, Any]] | None = None
+    env: str, algo: str = TrainConfig.algo, presets: dict[str, dict[str, Any]] | None = None
 ) -> dict[str, Any]:
     """The ``default`` block updated with the env's own block (if any), each with its
     sub-block for ``algo`` applied: a block's keys serve every algorithm (a fair comparison runs

@@ -87,12 +87,14 @@ def state_quantities(trace: Trace) -> list[str]:
     """The states a probe reads: every recurrent layer's h and c, except a privileged critic's,
     which is given the hidden state as input (its probe would score what it reads, not what
     any memory kept)."""
-    skipped = "critic/" if trace.meta.get("privileged_critic") else None
+    layers = trace.layers
+    if trace.meta.get("privileged_critic"):
+        layers = [layer for layer in layers if not layer.startswith("critic/")]
     return [
         f"{layer}/{name}"
-        for layer in trace.layers
+        for layer in layers
         for name in ("h", "c")
-        if f"{layer}/{name}" in trace.arrays and not (skipped and layer.startswith(skipped))
+        if f"{layer}/{name}" in trace.arrays
     ]
 
 
