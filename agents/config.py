@@ -81,6 +81,7 @@ class TrainConfig:
     activation_fn: str = "tanh"
     ortho_init: bool = True
     # what the networks read besides the observation (agents/inputs.py)
+    previous_observation: bool = False  # the last observation too (a reading's change)
     previous_action: bool = False  # the last action, appended to the observation
     previous_reward: bool = False  # the last reward, appended to the observation
     privileged_critic: bool = False  # recurrent_ppo: the critic also reads the hidden state

@@ -33,7 +33,7 @@ from stable_baselines3.common.vec_env import (
 import envs  # noqa: F401  (registers our ids)
 from agents.config import TrainConfig
 from agents.errors import UserError
-from agents.inputs import PRIVILEGED_KEY, PreviousAction, PrivilegedObservation
+from agents.inputs import PRIVILEGED_KEY, PreviousStep, PrivilegedObservation
 from agents.interruption import ignore_in_worker
 from envs.mujoco_camera import follow_tracked_body
 from envs.mujoco_notices import quiet_gymnasium_notices
@@ -200,8 +200,13 @@ def with_agent_inputs(
     """
     env = ValidActions(env)
     try:
-        if config.previous_action or config.previous_reward:
-            env = PreviousAction(env, action=config.previous_action, reward=config.previous_reward)
+        if config.previous_observation or config.previous_action or config.previous_reward:
+            env = PreviousStep(
+                env,
+                action=config.previous_action,
+                reward=config.previous_reward,
+                observation=config.previous_observation,
+            )
         if config.critic_is_privileged:
             env = PrivilegedObservation(env, required=required, size=privileged_size)
     except ValueError as error:

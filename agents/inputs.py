@@ -1,9 +1,10 @@
-"""What the networks read besides the observation: the previous action and reward (the actor),
-and the env's hidden state (a privileged critic).
+"""What the networks read besides the observation: the previous observation, action and reward
+(the actor), and the env's hidden state (a privileged critic).
 
 Both are Gymnasium wrappers that the env factory puts on every env of a run whose config asks
-for them (``previous_action``, ``previous_reward``, ``privileged_critic``), so evaluation,
-videos and traces rebuild exactly what the agent was trained on.
+for them (``previous_observation``, ``previous_action``, ``previous_reward``,
+``privileged_critic``), so evaluation, videos and traces rebuild exactly what the agent was
+trained on.
 
 Where the privileged state comes from, in this order:
 
@@ -32,15 +33,18 @@ def _flat_box(space: gym.Space, what: str) -> spaces.Box:
     return space
 
 
-class PreviousAction(gym.Wrapper):
-    """Appends the previous action (one-hot if discrete) and optionally the previous reward to
-    the observation; zeros after a reset.
+class PreviousStep(gym.Wrapper):
+    """Appends what the previous step showed and did to the observation: its observation, its
+    action (one-hot if discrete) and its reward, each if asked for.
 
     An agent that sees what it just did can tell its own choices from the world's response,
     which recurrent agents of the meta-RL and POMDP literature are given routinely (RL^2,
-    Duan et al. 2016; Ni et al. 2022).
+    Duan et al. 2016; Ni et al. 2022). The previous observation puts a reading's change (a
+    velocity, where positions are observed) one linear layer away, as two stacked frames do.
+    After a reset the previous action and reward are zeros and the previous observation is the
+    first one (no change yet).
 
-    >>> env = PreviousAction(gym.make("CartPole-v1"), action=True, reward=True)
+    >>> env = PreviousStep(gym.make("CartPole-v1"), action=True, reward=True)
     >>> env.observation_space.shape
     (7,)
     >>> obs, _ = env.reset(seed=0)
@@ -48,9 +52,11 @@ class PreviousAction(gym.Wrapper):
     [0.0, 1.0, 1.0]
     """
 
-    def __init__(self, env: gym.Env, action: bool = True, reward: bool = False) -> None:
+    def __init__(
+        self, env: gym.Env, action: bool = True, reward: bool = False, observation: bool = False
+    ) -> None:
         super().__init__(env)
-        box = _flat_box(env.observation_space, "PreviousAction")
+        box = _flat_box(env.observation_space, "PreviousStep")
         action_space = env.action_space
         if not action:
             low = high = np.zeros(0)
@@ -64,11 +70,14 @@ class PreviousAction(gym.Wrapper):
         elif isinstance(action_space, spaces.MultiBinary):
             low, high = np.zeros(action_space.n), np.ones(action_space.n)
         else:
-            raise ValueError(f"PreviousAction cannot encode actions of {action_space}")
+            raise ValueError(f"PreviousStep cannot encode actions of {action_space}")
         if reward:
             low, high = np.append(low, -np.inf), np.append(high, np.inf)
-        self.action, self.reward = action, reward
-        self._size = len(low)
+        if observation:
+            low, high = np.concatenate([box.low, low]), np.concatenate([box.high, high])
+        self.action, self.reward, self.observation = action, reward, observation
+        self._size = len(low) - (box.shape[0] if observation else 0)
+        self._last: np.ndarray | None = None
         self.observation_space = spaces.Box(
             np.concatenate([box.low, low]).astype(box.dtype),
             np.concatenate([box.high, high]).astype(box.dtype),
@@ -77,6 +86,7 @@ class PreviousAction(gym.Wrapper):
 
     def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:
         observation, info = self.env.reset(**kwargs)
+        self._last = observation  # no change yet
         return self._append(observation, np.zeros(self._size)), info
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -105,6 +115,9 @@ class PreviousAction(gym.Wrapper):
         return np.asarray(action, dtype=np.float64).ravel()
 
     def _append(self, observation: np.ndarray, extra: np.ndarray) -> np.ndarray:
+        if self.observation:
+            extra = np.concatenate([self._last, extra])
+            self._last = np.array(observation)  # a copy: an env may reuse its array
         return np.concatenate([observation, extra]).astype(self.observation_space.dtype)
 
 

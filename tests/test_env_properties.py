@@ -28,7 +28,7 @@ import envs
 import envs.valid_actions
 from agents.config import TrainConfig
 from agents.environments import make_single_env, with_agent_inputs
-from agents.inputs import PreviousAction, PrivilegedObservation
+from agents.inputs import PreviousStep, PrivilegedObservation
 from envs.pomdp_suite import CARTPOLE_GROUPS, PENDULUM_GROUPS
 from envs.valid_actions import ValidActions
 from envs.wrappers import CueMask, MaskObservation, ObservationDelay, SensorDropout, SensorNoise
@@ -243,7 +243,7 @@ def test_hiding_wrappers_keep_the_properties_and_pass_the_reading_on(
 @given(
     seed=SEEDS,
     kind=ACTION_KINDS,
-    previous=st.sampled_from(["action", "reward", "both", "none"]),
+    previous=st.sampled_from(["action", "reward", "both", "observation", "none"]),
     privileged=st.booleans(),
 )
 def test_agent_input_wrappers_keep_the_properties(base, seed, kind, previous, privileged):
@@ -254,8 +254,11 @@ def test_agent_input_wrappers_keep_the_properties(base, seed, kind, previous, pr
         if privileged and groups is not None:  # the reading a mask hides is the privileged state
             env = MaskObservation(env, keep=["positions"], groups=groups)
         if previous != "none":
-            env = PreviousAction(
-                env, action=previous in ("action", "both"), reward=previous in ("reward", "both")
+            env = PreviousStep(
+                env,
+                action=previous in ("action", "both"),
+                reward=previous in ("reward", "both"),
+                observation=previous == "observation",
             )
         return PrivilegedObservation(env) if privileged else env
 

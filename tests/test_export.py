@@ -46,6 +46,10 @@ CASES = {
         "CartPole-P-v1",
         {"algo": "ppo_framestack", "normalize": True, "previous_action": True},
     ),
+    "previous-observation": (
+        "Pendulum-P-v1",
+        {"previous_observation": True, "previous_reward": True, "normalize": True},
+    ),
 }
 STATE_NAMES = {
     "lstm-discrete-normalized": ["h", "c"],
@@ -56,6 +60,7 @@ STATE_NAMES = {
     "skip-connection-privileged": ["h", "c"],
     "ppo": [],
     "ppo-framestack": ["frames"],
+    "previous-observation": ["h", "c"],
 }
 
 
@@ -202,6 +207,17 @@ def test_sidecar_describes_normalisation_and_what_to_append(tmp_path):
     assert sidecar["observation_space"]["shape"] == [5]
     assert sidecar["recurrent"] == {"cell": "gru", "layers": 1, "hidden_size": TINY_MEMORY}
     assert "zeros" in sidecar["reset"]
+
+
+def test_sidecar_puts_the_previous_observation_first(tmp_path):
+    env, config = CASES["previous-observation"]
+    agents.export(_tiny_run(tmp_path / "run", env, **config), tmp_path / "policy.onnx")
+    observation = json.loads((tmp_path / "policy.onnx.json").read_text())["observation"]
+    assert observation["env_observation_size"] == 2  # Pendulum-P: cos, sin of the angle
+    assert observation["append"] == [
+        {"what": "previous env observation", "size": 2},
+        {"what": "previous reward", "size": 1},
+    ]
 
 
 @pytest.mark.parametrize("suffix", FORMATS)

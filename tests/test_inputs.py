@@ -13,7 +13,7 @@ from agents.algos import build_model
 from agents.config import make_config
 from agents.environments import make_vec
 from agents.errors import UserError
-from agents.inputs import PreviousAction, PrivilegedObservation, privileged_state
+from agents.inputs import PreviousStep, PrivilegedObservation, privileged_state
 from agents.insight.traces import record_trace
 from envs.wrappers import MaskObservation, SensorDropout
 
@@ -28,7 +28,7 @@ TINY = dict(n_envs=2, n_steps=32, batch_size=32, n_epochs=1, eval_freq=0, progre
     ],
 )
 def test_previous_action_and_reward_follow_each_step_and_reset_to_zero(env_id, action, encoded):
-    env = PreviousAction(gym.make(env_id), action=True, reward=True)
+    env = PreviousStep(gym.make(env_id), action=True, reward=True)
     observation, _ = env.reset(seed=0)
     size = env.unwrapped.observation_space.shape[0]
     assert env.observation_space.shape == (size + len(encoded) + 1,)
@@ -38,6 +38,21 @@ def test_previous_action_and_reward_follow_each_step_and_reset_to_zero(env_id, a
     assert env.observation_space.contains(observation)
     observation, _ = env.reset()
     assert not observation[size:].any()
+
+
+def test_previous_observation_is_the_last_reading_and_the_first_after_a_reset():
+    env = PreviousStep(gym.make("Pendulum-v1"), action=False, reward=True, observation=True)
+    assert env.observation_space.shape == (3 + 3 + 1,)
+    first, _ = env.reset(seed=0)
+    np.testing.assert_array_equal(first[3:6], first[:3])  # no change yet
+    second, reward, *_ = env.step(np.array([1.0], np.float32))
+    third, *_ = env.step(np.array([1.0], np.float32))
+    np.testing.assert_array_equal(second[3:6], first[:3])
+    np.testing.assert_array_equal(third[3:6], second[:3])
+    assert second[6] == np.float32(reward)
+    assert not np.array_equal(third[:3], third[3:6])  # the pendulum moved
+    again, _ = env.reset(seed=1)
+    np.testing.assert_array_equal(again[3:6], again[:3])
 
 
 def test_hiding_wrappers_pass_the_full_reading_on_as_privileged():

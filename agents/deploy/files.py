@@ -207,7 +207,7 @@ def describe(actor: DeployableActor, run: Run, file_name: str, file_format: str)
 
 def _observation_layout(run: Run, space: spaces.Box) -> dict[str, Any]:
     """What goes into ``obs``: the env's raw observation, then what the caller appends (the
-    run trained on a PreviousAction wrapper, which the file does not hold)."""
+    run trained on a PreviousStep wrapper, which the file does not hold)."""
     appended = []
     if run.config.previous_action:
         action_space = run.model.action_space
@@ -219,12 +219,16 @@ def _observation_layout(run: Run, space: spaces.Box) -> dict[str, Any]:
     if run.config.previous_reward:
         appended.append({"what": "previous reward", "size": 1})
     env_size = int(space.shape[-1]) - sum(part["size"] for part in appended)
+    if run.config.previous_observation:  # as long as the env's own
+        env_size //= 2
+        appended.insert(0, {"what": "previous env observation", "size": env_size})
     layout = {"env_observation_size": env_size, "append": appended}
     if appended:
         layout["rule"] = (
             "obs = concatenate([env observation, "
             + ", ".join(part["what"] for part in appended)
-            + "]), raw (before normalisation); the appended values are zeros at an episode start"
+            + "]), raw (before normalisation); at an episode start the previous action and "
+            "reward are zeros and the previous observation is the current one"
         )
     return layout
 
