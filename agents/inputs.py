@@ -73,10 +73,10 @@ class PreviousStep(gym.Wrapper):
             raise ValueError(f"PreviousStep cannot encode actions of {action_space}")
         if reward:
             low, high = np.append(low, -np.inf), np.append(high, np.inf)
+        self._size = len(low)  # what a reset fills with zeros
         if observation:
             low, high = np.concatenate([box.low, low]), np.concatenate([box.high, high])
         self.action, self.reward, self.observation = action, reward, observation
-        self._size = len(low) - (box.shape[0] if observation else 0)
         self._last: np.ndarray | None = None
         self.observation_space = spaces.Box(
             np.concatenate([box.low, low]).astype(box.dtype),
