@@ -204,6 +204,7 @@ def test_sidecar_describes_normalisation_and_what_to_append(tmp_path):
         {"what": "previous action, one-hot", "size": 2},
         {"what": "previous reward", "size": 1},
     ]
+    assert sidecar["observation"]["rule"].endswith("the previous action and reward are zeros")
     assert sidecar["observation_space"]["shape"] == [5]
     assert sidecar["recurrent"] == {"cell": "gru", "layers": 1, "hidden_size": TINY_MEMORY}
     assert "zeros" in sidecar["reset"]
@@ -218,6 +219,9 @@ def test_sidecar_puts_the_previous_observation_first(tmp_path):
         {"what": "previous env observation", "size": 2},
         {"what": "previous reward", "size": 1},
     ]
+    assert observation["rule"].endswith(
+        "the previous action and reward are zeros and the previous observation is the current one"
+    )
 
 
 @pytest.mark.parametrize("suffix", FORMATS)

@@ -224,11 +224,16 @@ def _observation_layout(run: Run, space: spaces.Box) -> dict[str, Any]:
         appended.insert(0, {"what": "previous env observation", "size": env_size})
     layout = {"env_observation_size": env_size, "append": appended}
     if appended:
+        at_start = []
+        if run.config.previous_action or run.config.previous_reward:
+            at_start.append("the previous action and reward are zeros")
+        if run.config.previous_observation:
+            at_start.append("the previous observation is the current one")
         layout["rule"] = (
             "obs = concatenate([env observation, "
             + ", ".join(part["what"] for part in appended)
-            + "]), raw (before normalisation); at an episode start the previous action and "
-            "reward are zeros and the previous observation is the current one"
+            + "]), raw (before normalisation); at an episode start "
+            + " and ".join(at_start)
         )
     return layout
 
