@@ -33,6 +33,32 @@ def _flat_box(space: gym.Space, what: str) -> spaces.Box:
     return space
 
 
+def previous_step_layout(
+    action_space: gym.Space, wrapped_size: int, action: bool, reward: bool, observation: bool
+) -> tuple[int, list[tuple[str, int]]]:
+    """How ``PreviousStep`` lays out an observation of ``wrapped_size`` values: the size of the
+    env's own observation, then what the wrapper appends after it, in order, as ``(what, size)``.
+    Exported policies describe their input with it (agents/deploy/files.py)."""
+    appended = []
+    if action:
+        if isinstance(action_space, spaces.Discrete | spaces.MultiDiscrete):
+            appended.append(("previous action, one-hot", _one_hot_size(action_space)))
+        else:
+            action_size = int(np.prod(action_space.shape))
+            appended.append(("previous action, as sent to the env", action_size))
+    if reward:
+        appended.append(("previous reward", 1))
+    env_size = wrapped_size - sum(size for _, size in appended)
+    if observation:  # as long as the env's own
+        env_size //= 2
+        appended.insert(0, ("previous env observation", env_size))
+    return env_size, appended
+
+
+def _one_hot_size(space: spaces.Discrete | spaces.MultiDiscrete) -> int:
+    return int(space.n) if isinstance(space, spaces.Discrete) else int(space.nvec.sum())
+
+
 class PreviousStep(gym.Wrapper):
     """Appends what the previous step showed and did to the observation: its observation, its
     action (one-hot if discrete) and its reward, each if asked for.
@@ -60,12 +86,10 @@ class PreviousStep(gym.Wrapper):
         action_space = env.action_space
         if not action:
             low = high = np.zeros(0)
-        elif isinstance(action_space, spaces.Discrete):
-            low, high = np.zeros(action_space.n), np.ones(action_space.n)
         elif isinstance(action_space, spaces.Box):
             low, high = action_space.low.ravel(), action_space.high.ravel()
-        elif isinstance(action_space, spaces.MultiDiscrete):
-            size = int(action_space.nvec.sum())
+        elif isinstance(action_space, spaces.Discrete | spaces.MultiDiscrete):
+            size = _one_hot_size(action_space)
             low, high = np.zeros(size), np.ones(size)
         elif isinstance(action_space, spaces.MultiBinary):
             low, high = np.zeros(action_space.n), np.ones(action_space.n)

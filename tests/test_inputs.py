@@ -13,7 +13,12 @@ from agents.algos import build_model
 from agents.config import make_config
 from agents.environments import make_vec
 from agents.errors import UserError
-from agents.inputs import PreviousStep, PrivilegedObservation, privileged_state
+from agents.inputs import (
+    PreviousStep,
+    PrivilegedObservation,
+    previous_step_layout,
+    privileged_state,
+)
 from agents.insight.traces import record_trace
 from envs.wrappers import MaskObservation, SensorDropout
 
@@ -195,3 +200,24 @@ def test_state_loss_teaches_the_actor_memory_the_hidden_state(tmp_path):
     assert loaded.state_loss_coef == 1.0
     th.testing.assert_close(loaded.policy.state_head.weight, policy.state_head.weight)
     env.close()
+
+
+@pytest.mark.parametrize("env_id", ["TMaze-v0", "Timer-v0", "Pendulum-v1"])
+@pytest.mark.parametrize("flags", [(True, True, True), (True, False, False), (False, True, True)])
+def test_the_layout_that_exports_describe_is_the_wrappers(env_id, flags):
+    action, reward, observation = flags
+    inner = gym.make(env_id)
+    env = PreviousStep(inner, action=action, reward=reward, observation=observation)
+    env_size, parts = previous_step_layout(
+        env.action_space, env.observation_space.shape[0], action, reward, observation
+    )
+    assert env_size == inner.observation_space.shape[0]
+    assert env_size + sum(size for _, size in parts) == env.observation_space.shape[0]
+    first, _ = env.reset(seed=0)
+    stepped, reward_received, *_ = env.step(env.action_space.sample())
+    # the parts lie where the layout says: the previous observation first, the reward last
+    if observation:
+        np.testing.assert_array_equal(stepped[env_size : 2 * env_size], first[:env_size])
+    if reward:
+        assert parts[-1] == ("previous reward", 1)
+        assert stepped[-1] == np.float32(reward_received)

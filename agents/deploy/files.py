@@ -29,6 +29,7 @@ from gymnasium import spaces
 from agents.deploy.actor import BATCH, DeployableActor, deployable_actor
 from agents.environments import read_normalization
 from agents.errors import UserError
+from agents.inputs import previous_step_layout
 from agents.runs import Run, load
 
 FORMATS = {".onnx": "onnx", ".pt": "torchscript"}
@@ -208,26 +209,21 @@ def describe(actor: DeployableActor, run: Run, file_name: str, file_format: str)
 def _observation_layout(run: Run, space: spaces.Box) -> dict[str, Any]:
     """What goes into ``obs``: the env's raw observation, then what the caller appends (the
     run trained on a PreviousStep wrapper, which the file does not hold)."""
-    appended = []
-    if run.config.previous_action:
-        action_space = run.model.action_space
-        if isinstance(action_space, spaces.Discrete):
-            appended.append({"what": "previous action, one-hot", "size": int(action_space.n)})
-        else:
-            size = int(np.prod(action_space.shape))
-            appended.append({"what": "previous action, as sent to the env", "size": size})
-    if run.config.previous_reward:
-        appended.append({"what": "previous reward", "size": 1})
-    env_size = int(space.shape[-1]) - sum(part["size"] for part in appended)
-    if run.config.previous_observation:  # as long as the env's own
-        env_size //= 2
-        appended.insert(0, {"what": "previous env observation", "size": env_size})
+    config = run.config
+    env_size, parts = previous_step_layout(
+        run.model.action_space,
+        int(space.shape[-1]),
+        action=config.previous_action,
+        reward=config.previous_reward,
+        observation=config.previous_observation,
+    )
+    appended = [{"what": what, "size": size} for what, size in parts]
     layout = {"env_observation_size": env_size, "append": appended}
     if appended:
         at_start = []
-        if run.config.previous_action or run.config.previous_reward:
+        if config.previous_action or config.previous_reward:
             at_start.append("the previous action and reward are zeros")
-        if run.config.previous_observation:
+        if config.previous_observation:
             at_start.append("the previous observation is the current one")
         layout["rule"] = (
             "obs = concatenate([env observation, "
