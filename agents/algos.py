@@ -48,6 +48,7 @@ def build_model(config: TrainConfig, env: VecEnv) -> BaseAlgorithm:
             recurrent_cell=config.recurrent_cell,
             forget_bias=config.forget_bias,
             skip_connection=config.skip_connection,
+            memory_lr_scale=config.memory_lr_scale,
         )
         extra.update(
             bptt_length=config.bptt_length,

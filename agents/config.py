@@ -98,6 +98,8 @@ class TrainConfig:
     shared_lstm: bool = False
     bptt_length: int | None = None  # null: whole episode pieces of n_steps
     recompute_states: bool = False  # refresh stored sequence start states before each epoch
+    # the actor's recurrent layer learns at this fraction of learning_rate (1: the same rate)
+    memory_lr_scale: float = 1.0
     # ppo_framestack only
     frame_stack: int = 4
 
@@ -154,6 +156,11 @@ class TrainConfig:
                 "privileged_critic needs a critic of its own: set shared_lstm false (or "
                 "privileged_critic false)"
             )
+        if self.memory_lr_scale <= 0:
+            raise UserError(
+                f"memory_lr_scale must be > 0 (1: the memory learns at learning_rate), got "
+                f"{self.memory_lr_scale}"
+            )
         if self.state_loss_coef < 0:
             raise UserError(f"state_loss_coef must be >= 0 (0: none), got {self.state_loss_coef}")
         if self.state_loss_coef > 0 and self.algo == "recurrent_ppo" and not self.privileged_critic:
@@ -203,6 +210,7 @@ ALGO_ONLY_KEYS: dict[str, tuple[str, ...]] = {
         "shared_lstm",
         "bptt_length",
         "recompute_states",
+        "memory_lr_scale",
     ),
     "ppo_framestack": ("frame_stack",),
 }

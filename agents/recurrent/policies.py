@@ -109,6 +109,13 @@ class FastRecurrentPolicy(Sb3ContribRecurrentPolicy):
     :param skip_connection: the heads read the current features beside the recurrent
         output, ``[memory, features]`` (as pomdp-baselines, Ni et al. 2022): what the step
         shows needs no path through the memory, which is left to carry what it hides.
+    :param memory_lr_scale: the actor's recurrent layer learns at this fraction of the
+        learning rate (its own optimizer parameter group). Under Adam every weight moves by
+        about the learning rate per step, and the LSTM's many weights, fed back over every
+        step of a sequence, move the policy far more than the heads do: on Walker2d-P one
+        such step of the LSTM changed the policy 20x as much as one of the whole head
+        (docs/results.md). A smaller share lets a KL-limited update also move the heads
+        and the action noise.
     """
 
     def __init__(
@@ -120,6 +127,7 @@ class FastRecurrentPolicy(Sb3ContribRecurrentPolicy):
         recurrent_cell: RecurrentCell = "lstm",
         forget_bias: float | None = None,
         skip_connection: bool = False,
+        memory_lr_scale: float = 1.0,
         **kwargs: Any,
     ) -> None:
         if recurrent_cell not in RECURRENT_CELLS:
@@ -128,6 +136,7 @@ class FastRecurrentPolicy(Sb3ContribRecurrentPolicy):
             )
         self.recurrent_cell = recurrent_cell
         self.skip_connection = skip_connection  # read by _build_mlp_extractor, called below
+        self.memory_lr_scale = memory_lr_scale
         optimizer_class = kwargs.get("optimizer_class", th.optim.Adam)
         check_recurrent_kwargs(recurrent_cell, kwargs.get("lstm_kwargs") or {})
         if not args and optimizer_class is th.optim.Adam and kwargs.get("optimizer_kwargs") is None:
@@ -146,7 +155,7 @@ class FastRecurrentPolicy(Sb3ContribRecurrentPolicy):
             self._rebuild_recurrent_layers(recurrent_cell, critic_dim)
         if skip_connection:
             self._connect_critic_skip(critic_dim)
-        if rebuild or skip_connection:
+        if rebuild or skip_connection or memory_lr_scale != 1.0:
             self._rebuild_optimizer(lr_schedule)
         if forget_bias is not None:
             set_forget_bias(self, forget_bias)
@@ -190,10 +199,22 @@ class FastRecurrentPolicy(Sb3ContribRecurrentPolicy):
 
     def _rebuild_optimizer(self, lr_schedule: Schedule) -> None:
         """After modules are added or replaced: the optimizer holds references to the
-        parameters it was built with."""
-        self.optimizer = self.optimizer_class(
-            self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
-        )
+        parameters it was built with. With ``memory_lr_scale`` the actor's recurrent layer is
+        a parameter group of its own, whose ``lr_scale`` RecurrentPPO applies to every rate."""
+        params: Any = self.parameters()
+        if self.memory_lr_scale != 1.0:
+            memory = list(self.lstm_actor.parameters())
+            in_memory = {id(parameter) for parameter in memory}
+            rest = [parameter for parameter in self.parameters() if id(parameter) not in in_memory]
+            params = [
+                {"params": rest},
+                {
+                    "params": memory,
+                    "lr": lr_schedule(1) * self.memory_lr_scale,
+                    "lr_scale": self.memory_lr_scale,
+                },
+            ]
+        self.optimizer = self.optimizer_class(params, lr=lr_schedule(1), **self.optimizer_kwargs)
 
     def _critic_features_extractor(self) -> BaseFeaturesExtractor | None:
         """A features extractor of the critic's own, or None for the one SB3 built."""
@@ -224,6 +245,7 @@ class FastRecurrentPolicy(Sb3ContribRecurrentPolicy):
             lstm_kwargs=self.lstm_kwargs,
             recurrent_cell=self.recurrent_cell,
             skip_connection=self.skip_connection,
+            memory_lr_scale=self.memory_lr_scale,
         )
         return data
 

@@ -123,6 +123,13 @@ class RecurrentPPO(sb3_contrib.RecurrentPPO):
             self.rollout_buffer.refresh_states_with = self.policy
         use_fused_adam_where_supported(self.policy.optimizer, self.device)
 
+    def _update_learning_rate(self, optimizers: Any) -> None:
+        """As SB3's, then each parameter group's ``lr_scale`` (the policy's memory_lr_scale)."""
+        super()._update_learning_rate(optimizers)
+        for optimizer in optimizers if isinstance(optimizers, list) else [optimizers]:
+            for group in optimizer.param_groups:
+                group["lr"] *= group.get("lr_scale", 1.0)
+
     def train(self) -> None:
         """sb3-contrib's PPO epochs, then the state-prediction pass if ``state_loss_coef``."""
         super().train()
