@@ -209,3 +209,27 @@ def test_final_info_reports_how_far_episodes_end_from_the_target(tmp_path):
     assert row["episodes"] == 6 and 0 < row["median"] < 0.41
     assert row["below"]["0.5"] == 1.0 and row["below"]["0.02"] <= row["below"]["0.5"]
     assert "| reacher |" in out.with_suffix(".md").read_text()
+
+
+def test_kl_sensitivity_measures_each_part_of_the_actor(tmp_path):
+    """A step of one part moves the policy less than a step of the whole actor, and shrinking
+    the LSTM's step (memory_lr_scale) shrinks the whole step's KL; a memoryless run has no LSTM
+    column."""
+    import agents
+    from benchmarks import kl_sensitivity
+
+    settings = dict(
+        env="Pendulum-P-v1", n_timesteps=512, n_envs=2, n_steps=128, batch_size=64,
+        eval_freq=0, final_eval_episodes=1, progress=False, normalize=True,
+    )  # fmt: skip
+    recurrent = agents.train(algo="recurrent_ppo", run_dir=tmp_path / "rppo", **settings)
+    memoryless = agents.train(algo="ppo", run_dir=tmp_path / "ppo", **settings)
+    out = tmp_path / "kl"
+    kl_sensitivity.main([str(recurrent), str(memoryless), "--lr", "1e-2", "--out", str(out)])
+    lstm_row, ppo_row = json.loads(out.with_suffix(".json").read_text())
+    kl = lstm_row["kl"]
+    assert all(value >= 0 for value in kl.values())
+    assert max(kl["lstm"], kl["all but lstm"]) < kl["actor"]
+    assert kl["actor, lstm at 0.25"] < kl["actor"]
+    assert "lstm" not in ppo_row["kl"] and ppo_row["kl"]["head"] > 0
+    assert "| rppo | recurrent_ppo |" in out.with_suffix(".md").read_text()

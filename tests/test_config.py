@@ -84,6 +84,7 @@ def test_schedules_keep_the_zoo_spelling():
         ({"target_kl": 0}, "target_kl must be > 0 or null (no limit), got 0.0"),
         ({"desired_kl": -0.01}, "desired_kl must be > 0 or null (fixed rate), got -0.01"),
         ({"desired_kl": 0.01, "learning_rate": "lin_1e-3"}, "cannot also follow lin_0.001"),
+        ({"memory_lr_scale": 0}, "memory_lr_scale must be > 0 (1: the memory learns at"),
         ({"bptt_length": True}, "config key 'bptt_length' expects int, got True"),
     ],
 )
@@ -175,6 +176,7 @@ def _forget_bias(lstm):
         ("TMaze-v0", "normalize_advantage", False, lambda m: m.normalize_advantage),
         ("TMaze-v0", "target_kl", 0.02, lambda m: m.target_kl),
         ("TMaze-v0", "recompute_states", True, lambda m: m.recompute_states),
+        ("TMaze-v0", "memory_lr_scale", 0.25, lambda m: m.policy.memory_lr_scale),
         ("TMaze-v0", "bptt_length", None, lambda m: m.bptt_length),
         ("TMaze-v0", "forget_bias", 1.0, lambda m: float(_forget_bias(m.policy.lstm_actor))),
         ("Pendulum-P-v1", "use_sde", True, lambda m: m.use_sde),

@@ -12,6 +12,7 @@ from gymnasium import spaces
 from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.logger import configure
 
 from agents.recurrent.buffers import pack_minibatches, sequence_starts
 from agents.recurrent.policies import FastRecurrentPolicy
@@ -294,3 +295,39 @@ def test_recomputed_start_states_replay_the_rollout(cell: str) -> None:
                 observations[:, t], state, starts[:, t], model.policy.lstm_actor
             )
     assert not th.allclose(hidden, first, atol=1e-3)
+
+
+def test_memory_lr_scale_moves_the_actors_lstm_at_its_share_of_the_rate(tmp_path) -> None:
+    """One Adam step from the same weights and rollout moves every weight by about the rate:
+    with memory_lr_scale the actor's LSTM moves by that share of it, the rest as without."""
+
+    def first_step(scale: float) -> tuple[RecurrentPPO, dict[str, th.Tensor]]:
+        env = make_vec_env("CartPole-v1", n_envs=2, seed=11)
+        model = RecurrentPPO(
+            "MlpLstmPolicy",
+            env,
+            n_steps=32,
+            batch_size=64,
+            n_epochs=1,
+            learning_rate=1e-3,
+            policy_kwargs=dict(lstm_hidden_size=HIDDEN, memory_lr_scale=scale),
+            seed=11,
+        )
+        before = {k: p.detach().clone() for k, p in model.policy.named_parameters()}
+        model.learn(64)
+        moved = {k: (p.detach() - before[k]).abs().max() for k, p in model.policy.named_parameters()}
+        return model, moved
+
+    _, unscaled = first_step(1.0)
+    model, scaled = first_step(0.25)
+    for name, step in scaled.items():
+        share = 0.25 if name.startswith("lstm_actor.") else 1.0
+        th.testing.assert_close(step, share * unscaled[name], rtol=0.05, atol=1e-7)
+    assert any(name.startswith("lstm_actor.") for name in scaled)
+
+    model.save(tmp_path / "model.zip")
+    loaded = RecurrentPPO.load(tmp_path / "model.zip")
+    loaded.set_logger(configure(None, []))
+    loaded._update_learning_rate(loaded.policy.optimizer)
+    rates = [group["lr"] for group in loaded.policy.optimizer.param_groups]
+    assert rates == pytest.approx([1e-3, 0.25e-3])
