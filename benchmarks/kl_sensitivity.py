@@ -124,7 +124,9 @@ def sensitivity(run_dir: Path, lr: float, memory_scale: float | None, seed: int)
 
 
 def write_markdown(rows: list[dict[str, Any]], path: Path) -> None:
-    columns = list(dict.fromkeys(key for row in rows for key in row["kl"]))
+    seen = dict.fromkeys(key for row in rows for key in row["kl"])
+    columns = [key for key in [*PARTS, "all but lstm", "actor", *seen] if key in seen]
+    columns = list(dict.fromkeys(columns))
     lines = [
         "# KL of one Adam-sized step, part by part",
         "",
@@ -138,8 +140,9 @@ def write_markdown(rows: list[dict[str, Any]], path: Path) -> None:
     for row in rows:
         kl = row["kl"]
         cells = [f"{kl[c]:.2e}" if c in kl else "-" for c in columns]
-        ratio = f"{kl['lstm'] / kl['all but lstm']:.0f}x" if "lstm" in kl else "-"
-        lines.append(f"| {Path(row['run']).name} | {row['algo']} | " + " | ".join(cells)
+        ratio = f"{kl['lstm'] / kl['all but lstm']:.2g}x" if "lstm" in kl else "-"
+        run = Path(row["run"])
+        lines.append(f"| {run.parent.name}/{run.name} | {row['algo']} | " + " | ".join(cells)
                      + f" | {ratio} |")
     path.write_text("\n".join(lines) + "\n")
 
