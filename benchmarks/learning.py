@@ -158,6 +158,7 @@ def collect(suite: Suite, recorded: dict[str, dict[str, Any]] | None = None) -> 
     for entry in suite.entries:
         row: dict[str, Any] = {"env": entry.env, "skip": entry.skip, "algos": {}}
         row["reference"] = entry.reference
+        row["planned"] = list(entry.algos)
         for algo in entry.algos:
             specs = [spec_for(suite, entry, algo, seed) for seed in entry.seeds]
             found = [r for r in (read_current(spec, recorded) for spec in specs) if r is not None]

@@ -18,6 +18,20 @@ TARGET_SUCCESS = 0.95  # recurrent_ppo success on every default-difficulty task
 
 
 ALGO_ORDER = ("recurrent_ppo", "ppo", "ppo_framestack")
+ALGO_SHORT = {"recurrent_ppo": "rppo", "ppo": "ppo", "ppo_framestack": "fs"}
+
+
+def planned(row: dict[str, Any]) -> list[str]:
+    """The algorithms the suite plans on this row (all, for results written before rows
+    recorded it)."""
+    return row.get("planned", list(ALGO_ORDER))
+
+
+def return_cell(row: dict[str, Any], algo: str) -> str:
+    """"-" for an algorithm the suite never plans on this row; "not run" for one still to run."""
+    if algo not in planned(row):
+        return "-"
+    return fmt(row["algos"].get(algo, {}).get("mean_return"), 2)
 
 
 def fmt(stat: dict[str, Any] | None, digits: int) -> str:
@@ -82,27 +96,29 @@ def render_suite(result: dict[str, Any]) -> list[str]:
                 + f" | {wall_times(row)} |"
             )
         lines.append("")
+    algos = [a for a in ALGO_ORDER if any(a in planned(row) for row in rows)]
+    blank = " |" * len(algos)
     lines += [
         "Mean return of the final evaluation (deterministic actions), mean ± std over seeds "
         "(number of seeds).",
         "",
-        "| env | budget (steps) | episodes | recurrent_ppo | ppo | ppo_framestack "
-        "| wall time per run (s): rppo / ppo / fs |",
-        "|---|---|---|---|---|---|---|",
-    ]
+        "| env | budget (steps) | episodes | " + " | ".join(algos)
+        + " | wall time per run (s): " + " / ".join(ALGO_SHORT[a] for a in algos) + " |",
+        "|---|---|---|" + "---|" * len(algos) + "---|",
+    ]  # fmt: skip
     for row in rows:
         if row["skip"]:
-            lines.append(f"| {row['env']} | not run: {row['skip']} | | | | | |")
+            lines.append(f"| {row['env']} | not run: {row['skip']} | |{blank} |")
             continue
         if not row["algos"]:
-            lines.append(f"| {row['env']} | not run yet | | | | | |")
+            lines.append(f"| {row['env']} | not run yet | |{blank} |")
             continue
-        cells = [fmt(row["algos"].get(a, {}).get("mean_return"), 2) for a in ALGO_ORDER]
+        cells = [return_cell(row, a) for a in algos]
         episodes = next(iter(row["algos"].values()))["episodes"]
         lines.append(
             f"| {row['env']} | {row['n_timesteps']:,} | {episodes} | "
             + " | ".join(cells)
-            + f" | {wall_times(row)} |"
+            + f" | {wall_times(row, algos)} |"
         )
     lines.append("")
     lines += render_transfer(rows) + render_reference(rows)
@@ -119,9 +135,9 @@ def render_suite(result: dict[str, Any]) -> list[str]:
     return lines
 
 
-def wall_times(row: dict[str, Any]) -> str:
+def wall_times(row: dict[str, Any], algos: tuple[str, ...] | list[str] = ALGO_ORDER) -> str:
     times = []
-    for algo in ALGO_ORDER:
+    for algo in algos:
         stat = row["algos"].get(algo, {}).get("wall_time_s")
         times.append(f"{stat['mean']:.0f}" if stat else "-")
     return " / ".join(times)

@@ -53,7 +53,10 @@ def test_results_are_written_after_every_run_and_outlive_the_run_folders(tmp_pat
     aggregate(suite, docs)
     after = json.loads((docs / "results.json").read_text())["tiny"]["envs"]
     assert after == before
-    assert "MemoryStates-v0" in (docs / "results.md").read_text()
+    markdown = (docs / "results.md").read_text()
+    assert "MemoryStates-v0" in markdown
+    # the return table's columns are the algorithms the suite plans
+    assert "| episodes | recurrent_ppo | wall time per run (s): rppo |" in markdown
 
     # the preset changes: recorded runs no longer count, finished folders are set aside and
     # trained again
