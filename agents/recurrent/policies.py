@@ -112,10 +112,10 @@ class FastRecurrentPolicy(Sb3ContribRecurrentPolicy):
     :param memory_lr_scale: the actor's recurrent layer learns at this fraction of the
         learning rate (its own optimizer parameter group). Under Adam every weight moves by
         about the learning rate per step, and the LSTM's many weights, fed back over every
-        step of a sequence, move the policy far more than the heads do: on Walker2d-P one
-        such step of the LSTM changed the policy 20x as much as one of the whole head
-        (docs/results.md). A smaller share lets a KL-limited update also move the heads
-        and the action noise.
+        step of a sequence, can move the policy far more than the heads do: in the trained
+        Hopper-P and Walker2d-P policies such a step of the LSTM moved it 6-27x as far as one
+        of all the rest (docs/kl_sensitivity.md). A smaller share lets a KL-limited update
+        also move the heads and the action noise.
     """
 
     def __init__(
