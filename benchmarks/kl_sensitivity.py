@@ -9,8 +9,9 @@ the rollout, as SB3 computes ``train/approx_kl``. A part whose step moves the po
 a KL-limited update (``desired_kl``, ``target_kl``, the clip range) on itself.
 
 Parts: ``lstm`` (the actor's recurrent layer), ``head`` (the actor's MLP), ``action_net`` (the
-last layer), ``log_std``, ``actor`` (all of them at once) and ``all but lstm``; with ``--memory-scale S`` also
-``actor, lstm at S`` (the LSTM's step scaled by S, as ``memory_lr_scale``).
+last layer), ``log_std``, ``actor`` (all of them at once) and ``all but lstm``; with
+``--memory-scale S`` also ``actor, lstm at S`` (the LSTM's step scaled by S, as
+``memory_lr_scale``).
 
     python -m benchmarks.kl_sensitivity            # the mujoco suites' -P runs found in runs/
     python -m benchmarks.kl_sensitivity RUN_DIR [RUN_DIR ...] --out /tmp/kl
@@ -119,8 +120,16 @@ def sensitivity(run_dir: Path, lr: float, memory_scale: float | None, seed: int)
         part: sum(p.numel() for name, p in parameters.items() if part_of(name) == part)
         for part in present
     }
-    return {"run": str(run_dir), "algo": run.config.algo, "env": run.config.env, "lr": lr,
-            "steps": int(before.numel()), "parameters": sizes, "kl": kl}
+    return {
+        "run": str(run_dir),
+        "algo": run.config.algo,
+        "env": run.config.env,
+        "lr": lr,
+        "memory_lr_scale": run.config.memory_lr_scale,
+        "steps": int(before.numel()),
+        "parameters": sizes,
+        "kl": kl,
+    }
 
 
 def write_markdown(rows: list[dict[str, Any]], path: Path) -> None:
@@ -134,16 +143,22 @@ def write_markdown(rows: list[dict[str, Any]], path: Path) -> None:
         f"trained run folders, one rollout each, a step of {rows[0]['lr']:g} x sign(gradient) "
         "on one part of the actor at a time; mean approximate KL to the rollout's policy.",
         "",
-        "| run | algo | " + " | ".join(columns) + " | lstm / all but lstm |",
-        "|---|---|" + "---|" * len(columns) + "---|",
+        "| run | algo | trained at memory_lr_scale | "
+        + " | ".join(columns)
+        + " | lstm / all but lstm |",
+        "|---|---|---|" + "---|" * len(columns) + "---|",
     ]
     for row in rows:
         kl = row["kl"]
         cells = [f"{kl[c]:.2e}" if c in kl else "-" for c in columns]
         ratio = f"{kl['lstm'] / kl['all but lstm']:.2g}x" if "lstm" in kl else "-"
         run = Path(row["run"])
-        lines.append(f"| {run.parent.name}/{run.name} | {row['algo']} | " + " | ".join(cells)
-                     + f" | {ratio} |")
+        scale = f"{row['memory_lr_scale']:g}" if "lstm" in kl else "-"
+        lines.append(
+            f"| {run.parent.name}/{run.name} | {row['algo']} | {scale} | "
+            + " | ".join(cells)
+            + f" | {ratio} |"
+        )
     path.write_text("\n".join(lines) + "\n")
 
 

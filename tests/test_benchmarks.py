@@ -235,4 +235,4 @@ def test_kl_sensitivity_measures_each_part_of_the_actor(tmp_path):
     assert max(kl["lstm"], kl["all but lstm"]) < kl["actor"]
     assert kl["actor, lstm at 0.25"] < kl["actor"]
     assert "lstm" not in ppo_row["kl"] and ppo_row["kl"]["head"] > 0
-    assert f"| {tmp_path.name}/rppo | recurrent_ppo |" in out.with_suffix(".md").read_text()
+    assert f"| {tmp_path.name}/rppo | recurrent_ppo | 1 |" in out.with_suffix(".md").read_text()

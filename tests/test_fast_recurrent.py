@@ -315,8 +315,8 @@ def test_memory_lr_scale_moves_the_actors_lstm_at_its_share_of_the_rate(tmp_path
         )
         before = {k: p.detach().clone() for k, p in model.policy.named_parameters()}
         model.learn(64)
-        moved = {k: (p.detach() - before[k]).abs().max() for k, p in model.policy.named_parameters()}
-        return model, moved
+        after = model.policy.named_parameters()
+        return model, {k: (p.detach() - before[k]).abs().max() for k, p in after}
 
     _, unscaled = first_step(1.0)
     model, scaled = first_step(0.25)

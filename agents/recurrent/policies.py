@@ -113,7 +113,7 @@ class FastRecurrentPolicy(Sb3ContribRecurrentPolicy):
         learning rate (its own optimizer parameter group). Under Adam every weight moves by
         about the learning rate per step, and the LSTM's many weights, fed back over every
         step of a sequence, can move the policy far more than the heads do: in the trained
-        Hopper-P and Walker2d-P policies such a step of the LSTM moved it 6-27x as far as one
+        Hopper-P and Walker2d-P policies such a step of the LSTM moved it 6-52x as far as one
         of all the rest (docs/kl_sensitivity.md). A smaller share lets a KL-limited update
         also move the heads and the action noise.
     """
