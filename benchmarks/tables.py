@@ -28,7 +28,8 @@ def planned(row: dict[str, Any]) -> list[str]:
 
 
 def return_cell(row: dict[str, Any], algo: str) -> str:
-    """ "-" for an algorithm the suite never plans on this row; "not run" for one still to run."""
+    """A dash for an algorithm the suite never plans on this row; "not run" for one still to
+    run."""
     if algo not in planned(row):
         return "-"
     return fmt(row["algos"].get(algo, {}).get("mean_return"), 2)
