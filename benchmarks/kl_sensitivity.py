@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch as th
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import CallbackList
 
 from agents.runs import load
 
@@ -39,11 +39,6 @@ PARTS = {  # part: prefixes of the actor's parameter names
 DEFAULT_RUNS = "runs/benchmark/mujoco*/*-P-v5__*ppo__*"
 
 
-class _Collect(BaseCallback):
-    def _on_step(self) -> bool:
-        return True
-
-
 def _rollout(run: Any, seed: int) -> list[Any]:
     """One rollout of the run's n_steps x n_envs with its policy, as minibatches of the run's
     batch size (whole sequences for a recurrent run)."""
@@ -51,15 +46,9 @@ def _rollout(run: Any, seed: int) -> list[Any]:
     env = run.make_env(n_envs=model.n_envs, seed=seed)
     model.env = env
     model._last_obs = env.reset()
+    # every env starts an episode, so a recurrent policy resets whatever state it holds
     model._last_episode_starts = np.ones(env.num_envs, dtype=bool)
-    if hasattr(model, "_last_lstm_states"):
-        from sb3_contrib.common.recurrent.type_aliases import RNNStates
-
-        lstm = model.policy.lstm_actor
-        shape = (lstm.num_layers, env.num_envs, lstm.hidden_size)
-        zeros = (th.zeros(shape), th.zeros(shape))
-        model._last_lstm_states = RNNStates(zeros, (th.zeros(shape), th.zeros(shape)))
-    callback = _Collect()
+    callback = CallbackList([])  # SB3's no-op
     callback.init_callback(model)
     model.policy.set_training_mode(False)
     model.collect_rollouts(env, callback, model.rollout_buffer, model.n_steps)
