@@ -33,8 +33,9 @@ def evaluate(
 
     Returns env_id, algo, episodes, mean_return, std_return, ci95 (Student-t interval of the
     mean return), mean_length, success_rate (None when the env does not report
-    ``info["is_success"]``), the task's memoryless_ceiling (None when it states none), and
-    deterministic, seed and n_envs, which name the episodes: env i of n_envs is seeded seed + i.
+    ``info["is_success"]``), returns and lengths (per episode, in the order they ended), the
+    task's memoryless_ceiling (None when it states none), and deterministic, seed and n_envs,
+    which name the episodes: env i of n_envs is seeded seed + i.
     """
     if n_episodes <= 0 or n_envs <= 0 or video_episodes <= 0:
         raise UserError("episodes, n_envs and video episodes must be positive integers")
@@ -75,6 +76,8 @@ def summarize(results: list[Episode]) -> dict[str, Any]:
         "ci95": [mean - half_width, mean + half_width],
         "mean_length": float(np.mean([episode.length for episode in results])),
         "success_rate": float(np.mean(successes)) if len(successes) == n else None,
+        "returns": returns.tolist(),  # per episode: spread, outliers, other statistics
+        "lengths": [episode.length for episode in results],
     }
 
 

@@ -272,6 +272,8 @@ def test_final_evaluation_prints_its_seed_and_the_command_that_repeats_it(
     final, again = (json.loads(Path(name).read_text()) for name in ("run/metrics.json", "s.json"))
     assert again["mean_return"] == final["mean_return"]
     assert again["mean_length"] == final["mean_length"]
+    assert again["returns"] == final["returns"] and len(again["lengths"]) == 4
+    assert again["mean_return"] == pytest.approx(sum(again["returns"]) / 4)
     default = _in_process(evaluate_main, ["run", "--episodes", "3"], capsys)
     assert "3 episodes (deterministic, seed 0, 1 env)" in default.stdout
 
