@@ -236,3 +236,25 @@ def test_kl_sensitivity_measures_each_part_of_the_actor(tmp_path):
     assert kl["actor, lstm at 0.25"] < kl["actor"]
     assert "lstm" not in ppo_row["kl"] and ppo_row["kl"]["head"] > 0
     assert f"| {tmp_path.name}/rppo | recurrent_ppo | 1 |" in out.with_suffix(".md").read_text()
+
+
+def test_every_shipped_suite_and_sweep_resolves_to_valid_configs():
+    """A typo in a suite or sweep file (an unknown key, a bad value, an unregistered id)
+    fails here, not hours into a grid when its run starts."""
+    import envs  # noqa: F401  (registers the ids)
+    from agents.environments import resolve_env
+
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    specs = []
+    for path in sorted((root / "suites").glob("*.yaml")):
+        suite = load_suite(path)
+        specs += plan(suite)
+        for entry in suite.entries:
+            for env in [*entry.transfer, *([entry.reference] if entry.reference else [])]:
+                resolve_env(env)
+    for path in sorted((root / "sweeps").glob("*.yaml")):
+        specs += sweep_plan(load_sweep(path))
+    assert len(specs) > 100  # every file was read
+    for spec in specs:
+        resolve_env(spec.env)
+        assert planned_config(spec)["algo"] == spec.algo
