@@ -258,3 +258,57 @@ def test_every_shipped_suite_and_sweep_resolves_to_valid_configs():
     for spec in specs:
         resolve_env(spec.env)
         assert planned_config(spec)["algo"] == spec.algo
+
+
+def test_late_returns_average_the_evaluations_of_the_last_part_of_training(tmp_path):
+    from benchmarks import late_returns
+
+    def run(seed, values, success=None):
+        curve = {"timesteps": [250, 500, 750, 1000], "value": values, "metric": "mean_return"}
+        # trained 1024 steps (a whole last rollout) for a budget of 1000
+        return {
+            "seed": seed,
+            "n_timesteps": 1024,
+            "config": {"n_timesteps": 1000},
+            "mean_return": values[-1],
+            "success_rate": success,
+            "curve": curve,
+        }
+
+    results = {
+        "robots": {
+            "envs": [
+                {
+                    "env": "Walker",
+                    "algos": {
+                        "recurrent_ppo": {
+                            "runs": [
+                                run(1, [0.0, 10.0, 20.0, 40.0]),
+                                run(0, [0.0, 0.0, 100.0, 0.0]),
+                            ]
+                        }
+                    },
+                },
+                {
+                    "env": "Maze",
+                    "algos": {
+                        "recurrent_ppo": {"runs": [run(0, [0.0, 0.5, 1.0, 1.0], success=1.0)]}
+                    },
+                },  # judged by success: left out
+            ]
+        }
+    }
+    (table,) = late_returns.rows(results, fraction=0.25)
+    # the last quarter of a budget of 1000 starts at 750, whose evaluation counts
+    assert [(r["seed"], r["late"], r["final"]) for r in table["runs"]] == [
+        (0, 50.0, 0.0),
+        (1, 30.0, 40.0),
+    ]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))
+    out = tmp_path / "late"
+    assert late_returns.main(["--results", str(path), "--out", str(out), "--fraction", "0.25"]) == 0
+    assert "| robots | Walker | recurrent_ppo | 2 | 20 ± 28 | 40 ± 14 | 50 / 30 |" in (
+        out.with_suffix(".md").read_text()
+    )
+    assert late_returns.main(["--results", str(path), "--fraction", "0"]) == 2

@@ -1,0 +1,127 @@
+"""Late-training returns: each run's periodic evaluations over the last part of its training.
+
+A run's final evaluation is one snapshot of a policy that may still swing from one evaluation
+to the next (the recurrent MuJoCo agents' do by thousands), so three seeds of it compare two
+settings coarsely. The mean of the evaluations over the last ``--fraction`` of training (by
+default the last fifth: at 1M steps, the five evaluations from 800k on, 10 episodes each)
+averages over those swings: a steadier measure of what a setting reaches, and of how well it
+keeps it. It is read from docs/results.json (the learning curves every suite records), so
+runs whose folders are gone count too. The issues' targets stay on the final evaluation.
+
+    python -m benchmarks.late_returns             # writes docs/late_returns.{md,json}
+    python -m benchmarks.late_returns --suites mujoco mujoco_skip --out /tmp/late
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents import atomic
+from benchmarks.tables import DOCS
+
+DEFAULT_FRACTION = 0.2
+
+
+def late_mean(curve: dict[str, list[float]], n_timesteps: int, fraction: float) -> float | None:
+    """Mean of the curve's values at or after ``(1 - fraction) * n_timesteps``; None if the
+    curve has none there (a run without periodic evaluations)."""
+    start = (1.0 - fraction) * n_timesteps
+    late = [v for t, v in zip(curve["timesteps"], curve["value"], strict=True) if t >= start]
+    return float(np.mean(late)) if late else None
+
+
+def rows(results: dict[str, Any], fraction: float, suites: list[str] | None = None) -> list[dict]:
+    """One row per suite, env and algorithm whose runs are judged by their return."""
+    table = []
+    for suite, result in results.items():
+        if suites and suite not in suites:
+            continue
+        for entry in result["envs"]:
+            for algo, stats in (entry.get("algos") or {}).items():
+                runs = [_late(run, fraction) for run in stats.get("runs", [])]
+                runs = sorted((run for run in runs if run), key=lambda run: run["seed"])
+                if runs:
+                    table.append({"suite": suite, "env": entry["env"], "algo": algo, "runs": runs})
+    return table
+
+
+def _late(run: dict[str, Any], fraction: float) -> dict[str, Any] | None:
+    """The run's seed, final and late return; None for a run judged by success or without
+    periodic evaluations."""
+    if run.get("success_rate") is not None or not run.get("curve"):
+        return None
+    # the budget asked for: a run trains up to a whole rollout beyond it
+    budget = (run.get("config") or {}).get("n_timesteps") or run["n_timesteps"]
+    late = late_mean(run["curve"], budget, fraction)
+    if late is None:
+        return None
+    return {"seed": run["seed"], "final": run["mean_return"], "late": late}
+
+
+def _mean_std(values: list[float]) -> str:
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return f"{np.mean(values):.0f} ± {std:.0f}"
+
+
+def render(table: list[dict], fraction: float) -> str:
+    lines = [
+        "# Late-training returns",
+        "",
+        "Written by `benchmarks/late_returns.py` from docs/results.json; do not edit by hand. "
+        "Command:",
+        "",
+        "    python -m benchmarks.late_returns",
+        "",
+        f"Per run: the final evaluation (as in docs/results.md) and the mean of the periodic "
+        f"evaluations over the last {fraction:.0%} of training (deterministic actions; each "
+        "evaluation the suite's eval_episodes). Mean ± std over seeds, and the late mean of "
+        "each seed in seed order. A run's evaluations can swing by thousands from one to the "
+        "next, so the late mean compares settings more steadily than one final snapshot; the "
+        "issues' targets stay on the final evaluation.",
+        "",
+        "| suite | env | algo | seeds | final | late | late per seed |",
+        "|---|---|---|---:|---:|---:|---|",
+    ]
+    for row in table:
+        final = [run["final"] for run in row["runs"]]
+        late = [run["late"] for run in row["runs"]]
+        per_seed = " / ".join(f"{value:.0f}" for value in late)
+        lines.append(
+            f"| {row['suite']} | {row['env']} | {row['algo']} | {len(late)} | "
+            f"{_mean_std(final)} | {_mean_std(late)} | {per_seed} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fraction", type=float, default=DEFAULT_FRACTION)
+    parser.add_argument("--suites", nargs="+", metavar="NAME", help="only these suites")
+    parser.add_argument("--results", type=Path, default=DOCS / "results.json")
+    parser.add_argument("--out", type=Path, default=DOCS / "late_returns")
+    args = parser.parse_args(argv)
+    if not 0 < args.fraction <= 1:
+        print(f"--fraction must be in (0, 1], got {args.fraction}", file=sys.stderr)
+        return 2
+    try:
+        results = json.loads(args.results.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        message = f"cannot read {args.results}: {error}; run benchmarks.learning first"
+        print(message, file=sys.stderr)
+        return 2
+    table = rows(results, args.fraction, args.suites)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(args.out.with_suffix(".json"), {"fraction": args.fraction, "rows": table})
+    atomic.write_text(args.out.with_suffix(".md"), render(table, args.fraction))
+    print(f"wrote {args.out.with_suffix('.md')} and {args.out.with_suffix('.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
