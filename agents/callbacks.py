@@ -5,7 +5,8 @@ All three continue a resumed run instead of starting over:
 - ``Checkpoints`` saves after an update (at the start of the next rollout), so a checkpoint's
   weights, optimizer and step count agree and ``--resume`` can continue from it;
 - ``Evaluations`` appends to the evaluations.npz already in the folder and evaluates at the
-  same step counts as an uninterrupted run would;
+  same step counts as an uninterrupted run would, and keeps the best-evaluated policy in
+  ``best/``, judged against the evaluations kept;
 - ``run_logger`` appends to progress.csv (SB3's CSV writer truncates it) and adds a
   TensorBoard event file beside the earlier ones (TensorBoard reads them together).
 
@@ -26,9 +27,14 @@ from stable_baselines3.common.logger import CSVOutputFormat, Logger, make_output
 
 from agents import atomic
 from agents.errors import UserError
+from agents.runs import MODEL_FILE, VECNORMALIZE_FILE
 
 PROGRESS_FILE = "progress.csv"
 EVALUATIONS_FILE = "evaluations.npz"
+# The policy of the best periodic evaluation, loadable like a run folder (evaluate.py RUN/best):
+# its model.zip and vecnormalize.pkl, and evaluation.json saying when and how well.
+BEST_DIR = "best"
+BEST_EVALUATION_FILE = "evaluation.json"
 STEPS_COLUMN = "time/total_timesteps"
 
 
@@ -79,11 +85,16 @@ class Checkpoints(BaseCallback):
 class Evaluations(EvalCallback):
     """SB3's EvalCallback writing ``run_dir/evaluations.npz`` atomically, continuing the
     evaluations already there (those past the model's step count belong to training that
-    was lost and go), at the step counts an uninterrupted run evaluates at."""
+    was lost and go), at the step counts an uninterrupted run evaluates at.
+
+    After an evaluation whose mean return beats every earlier one, the policy goes to
+    ``run_dir/best/`` (as SB3's ``best_model_save_path``, with the normalisation statistics
+    too): a policy can get worse late in training, and a user deploys its best."""
 
     def __init__(self, eval_env, run_dir: Path, eval_freq: int, **kwargs) -> None:
         super().__init__(eval_env, eval_freq=eval_freq, log_path=str(run_dir), **kwargs)
         self.path = run_dir / EVALUATIONS_FILE
+        self.best_dir = run_dir / BEST_DIR
         # SB3 writes log_path + ".npz" in place; we let it write a temporary name and rename
         self.log_path = str(atomic.temporary_path(self.path).with_suffix(""))
 
@@ -105,18 +116,31 @@ class Evaluations(EvalCallback):
                 if "successes" in saved:
                     successes = saved["successes"]
                     self.evaluations_successes = successes[keep[: len(successes)]].tolist()
+            if self.evaluations_results:  # the best to beat: the evaluations kept
+                self.best_mean_reward = max(map(np.mean, self.evaluations_results))
         except (OSError, ValueError, KeyError, IndexError, zipfile.BadZipFile):
             raise UserError(
                 f"{self.path} is corrupt; move it away to resume (its evaluations are lost)"
             ) from None
 
     def _on_step(self) -> bool:
-        evaluations = len(self.evaluations_timesteps)
+        evaluations, best = len(self.evaluations_timesteps), self.best_mean_reward
         try:
             return super()._on_step()
         finally:  # also when the callback after an evaluation stops the run (a pruned trial)
             if len(self.evaluations_timesteps) > evaluations:
                 atomic.commit(Path(self.log_path + ".npz"), self.path)
+                if self.best_mean_reward > best:
+                    self._save_best()
+
+    def _save_best(self) -> None:
+        save_model(self.model, self.best_dir / MODEL_FILE, self.best_dir / VECNORMALIZE_FILE)
+        evaluation = {
+            "timesteps": int(self.model.num_timesteps),
+            "mean_return": float(self.best_mean_reward),
+            "episodes": int(self.n_eval_episodes),
+        }
+        atomic.write_json(self.best_dir / BEST_EVALUATION_FILE, evaluation)
 
 
 def run_logger(run_dir: Path) -> Logger:

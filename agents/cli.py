@@ -199,7 +199,22 @@ def _train(args: argparse.Namespace) -> int:
     )
     print(f"Repeat this evaluation: python evaluate.py {repeat}")
     print(f"Watch it: python evaluate.py {run_dir} --video {run_dir / 'video.mp4'}")
+    _print_best(run_dir)
     return 0
+
+
+def _print_best(run_dir: Path) -> None:
+    """Where the best periodic evaluation's policy is, when training saved one."""
+    from agents.callbacks import BEST_DIR, BEST_EVALUATION_FILE
+
+    path = run_dir / BEST_DIR / BEST_EVALUATION_FILE
+    if path.is_file():
+        best = json.loads(path.read_text())
+        print(
+            f"Best periodic evaluation: return {best['mean_return']:.3f} at "
+            f"{best['timesteps']:,} steps ({best['episodes']} episodes); its policy: "
+            f"python evaluate.py {run_dir / BEST_DIR}"
+        )
 
 
 def _resume(args: argparse.Namespace, command: str) -> Path:

@@ -265,6 +265,9 @@ def test_final_evaluation_prints_its_seed_and_the_command_that_repeats_it(
     trained = _in_process(train_main, ["--run-dir", "run", *TINY_RUN], capsys)
     assert trained.returncode == 0, trained.stderr
     assert "4 episodes (deterministic, seed 1000000, 2 envs)" in trained.stdout
+    best = re.search(r"^Best periodic evaluation: .*; its policy: python evaluate.py (.*)$",
+                     trained.stdout, re.M)  # fmt: skip
+    assert best and best[1] == str(Path("run") / "best"), trained.stdout
     repeat = re.search(r"^Repeat this evaluation: python evaluate.py (.*)$", trained.stdout, re.M)
     assert repeat, trained.stdout
     evaluated = _in_process(evaluate_main, [*shlex.split(repeat[1]), "--json", "s.json"], capsys)

@@ -222,3 +222,37 @@ def test_kl_adaptive_rate_follows_every_update_across_a_resume(tmp_path):
     assert saved_rate != pytest.approx(1e-3)
     assert rates[first_resumed] == pytest.approx(saved_rate, rel=1e-9)
     assert len({round(rate, 12) for rate in rates.values()}) > 2
+
+
+def test_the_best_evaluated_policy_is_kept_and_loads_like_a_run_folder(small_run):
+    with np.load(small_run / "evaluations.npz") as evaluations:
+        means = evaluations["results"].mean(axis=1)
+        steps = evaluations["timesteps"]
+    best = json.loads((small_run / "best" / "evaluation.json").read_text())
+    first_best = int(np.argmax(means))  # a later tie does not replace it
+    assert best == {"timesteps": int(steps[first_best]), "mean_return": float(means[first_best]),
+                    "episodes": SMALL_RUN["eval_episodes"]}  # fmt: skip
+    run = load(small_run / "best")  # its config from the run folder, its own statistics
+    assert run.model.num_timesteps == best["timesteps"]
+    assert run.vecnormalize_path == small_run / "best" / "vecnormalize.pkl"
+    assert agents.evaluate(small_run / "best", n_episodes=2)["episodes"] == 2
+
+
+def test_a_resumed_run_keeps_its_best_unless_a_new_evaluation_beats_the_ones_kept(
+    small_run, tmp_path
+):
+    """Resumed from the checkpoint at 256 steps, the run evaluates at 384 again; the best to
+    beat is the best of the evaluations kept (here one made unbeatable at 128)."""
+    run_dir = tmp_path / "killed"
+    shutil.copytree(small_run, run_dir)
+    for name in ("model.zip", "vecnormalize.pkl", "metrics.json"):
+        (run_dir / name).unlink()
+    shutil.rmtree(run_dir / "best")
+    with np.load(run_dir / "evaluations.npz") as saved:
+        evaluations = dict(saved)
+    evaluations["results"][0] = 1e9
+    np.savez(run_dir / "evaluations.npz", **evaluations)
+    agents.resume(run_dir)
+    with np.load(run_dir / "evaluations.npz") as resumed:
+        assert resumed["timesteps"].tolist() == [128, 256, 384]
+    assert not (run_dir / "best").exists()
