@@ -64,6 +64,7 @@ def evaluate(
 
 def summarize(results: list[Episode]) -> dict[str, Any]:
     returns = np.array([episode.total_return for episode in results])
+    lengths = [episode.length for episode in results]
     n = len(returns)
     mean = float(returns.mean())
     std = float(returns.std(ddof=1)) if n > 1 else 0.0
@@ -74,10 +75,10 @@ def summarize(results: list[Episode]) -> dict[str, Any]:
         "mean_return": mean,
         "std_return": std,
         "ci95": [mean - half_width, mean + half_width],
-        "mean_length": float(np.mean([episode.length for episode in results])),
+        "mean_length": float(np.mean(lengths)),
         "success_rate": float(np.mean(successes)) if len(successes) == n else None,
         "returns": returns.tolist(),  # per episode: spread, outliers, other statistics
-        "lengths": [episode.length for episode in results],
+        "lengths": lengths,
     }
 
 

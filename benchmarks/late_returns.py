@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from agents import atomic
+from benchmarks.learning import spread
 from benchmarks.tables import DOCS
 
 DEFAULT_FRACTION = 0.2
@@ -65,8 +66,8 @@ def _late(run: dict[str, Any], fraction: float) -> dict[str, Any] | None:
 
 
 def _mean_std(values: list[float]) -> str:
-    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-    return f"{np.mean(values):.0f} ± {std:.0f}"
+    stat = spread(values)  # as the suites' tables: sample std over seeds
+    return f"{stat['mean']:.0f} ± {stat['std']:.0f}"
 
 
 def render(table: list[dict], fraction: float) -> str:
