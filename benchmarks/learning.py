@@ -27,6 +27,10 @@ suite's table) and ``envs``, a mapping from env id to a block whose keys may be
   recurrent agent is compared with (``recurrent_ppo / reference``);
 - ``skip``: a reason; the env is listed as not run;
 - any other key: a config override (``--set``) for this env's runs, e.g. ``eval_freq``.
+
+A suite that changes one thing in another suite's runs says so with ``ablation: {feature:
+TEXT, baseline: SUITE}``: its recurrent_ppo rows then join the ablation table of results.md,
+against the baseline suite's on the same envs and seeds.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ from benchmarks.grid import (
 from benchmarks.tables import DOCS, plot, rewrite_results_md
 
 ENTRY_KEYS = {"n_timesteps", "seeds", "algos", "transfer", "reference", "skip"}
+ABLATION_KEYS = {"feature", "baseline"}
 
 
 @dataclass
@@ -78,6 +83,7 @@ class Suite:
     runs_root: Path
     entries: list[EnvEntry]
     notes: str = ""
+    ablation: dict[str, str] | None = None  # {feature, baseline}: see the module's docstring
 
 
 def load_suite(path: str | Path) -> Suite:
@@ -103,7 +109,14 @@ def load_suite(path: str | Path) -> Suite:
     runs_root = Path(data.get("runs_root", f"runs/benchmark/{name}"))
     if not runs_root.is_absolute():
         runs_root = REPO / runs_root
-    return Suite(name, path, runs_root, entries, str(data.get("notes", "")).strip())
+    ablation = data.get("ablation")
+    if ablation is not None and (not isinstance(ablation, dict) or set(ablation) != ABLATION_KEYS):
+        raise ValueError(
+            f"{path}: ablation must be a mapping with the keys {sorted(ABLATION_KEYS)}, "
+            f"got {ablation!r}"
+        )
+    notes = str(data.get("notes", "")).strip()
+    return Suite(name, path, runs_root, entries, notes, ablation)
 
 
 def plan(
@@ -188,6 +201,7 @@ def collect(suite: Suite, recorded: dict[str, dict[str, Any]] | None = None) -> 
         "notes": suite.notes,
         "machine": machine(),
         "aggregated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        **({"ablation": suite.ablation} if suite.ablation else {}),
         "envs": envs,
     }
 

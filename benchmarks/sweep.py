@@ -142,7 +142,7 @@ def ablations(sweep: dict[str, Any], rows: list[dict[str, Any]], docs: Path) -> 
         # runs of other budgets are compared only where the budget is the feature
         budget_is_feature = "n_timesteps" in (sweep["variants"].get(variant) or {})
         tasks = {
-            env: _compared(without[env], with_it[env])
+            env: compared(without[env], with_it[env])
             for env in with_it
             if env in without
             and (budget_is_feature or _budget(with_it[env]) == _budget(without[env]))
@@ -163,7 +163,7 @@ def _cells(rows: list[dict[str, Any]], variant: str, docs: Path) -> dict[str, li
     return next((row["envs"] for row in rows if row["variant"] == variant), {})
 
 
-def _compared(without: list[dict], with_it: list[dict]) -> dict[str, Any]:
+def compared(without: list[dict], with_it: list[dict]) -> dict[str, Any]:
     """Mean success without and with a feature; the mean returns where neither reaches 0.1
     (they still show progress, e.g. the timer's error)."""
     # on the seeds both ran: extra seeds of one side (--seeds) would tilt the comparison

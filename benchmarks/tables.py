@@ -1,5 +1,6 @@
 """docs/results.md: the suites' tables (against the memoryless ceiling and the baselines),
-transfer and reference columns, the sweeps' ablation table, and the learning-curve plots."""
+transfer and reference columns, the ablation table of the sweeps and ablation suites, and the
+learning-curve plots."""
 
 from __future__ import annotations
 
@@ -212,28 +213,58 @@ def render(results: dict[str, Any], docs: Path = DOCS) -> str:
     ]
     for name in sorted(results):
         lines += render_suite(results[name])
-    lines += render_sweeps(docs)
+    lines += render_sweeps(docs, suite_ablations(results))
     return "\n".join(lines).rstrip() + "\n"
 
 
-def render_sweeps(docs: Path = DOCS) -> list[str]:
-    """The sweeps of docs/sweeps (benchmarks/sweep.py): which setting helps on which task."""
+def suite_ablations(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The suites that declare an ``ablation``, shaped as a sweep's results for the ablation
+    table: their recurrent_ppo runs against the baseline suite's, per env, on common seeds."""
+    from benchmarks.sweep import compared
+
+    found = []
+    for name, result in sorted(results.items()):
+        ablation = result.get("ablation")
+        baseline = results.get(ablation["baseline"]) if ablation else None
+        if baseline is None:
+            continue
+        without = {row["env"]: _recurrent_runs(row) for row in baseline["envs"]}
+        tasks = {}
+        for row in result["envs"]:
+            with_it, base = _recurrent_runs(row), without.get(row["env"], [])
+            seeds_in_both = {run["seed"] for run in with_it} & {run["seed"] for run in base}
+            budgets = {run["n_timesteps"] for run in with_it + base}
+            if seeds_in_both and len(budgets) == 1:  # as the sweeps: equal budgets only
+                tasks[row["env"]] = compared(base, with_it)
+        entry = {"feature": ablation["feature"], "variant": name, "baseline": ablation["baseline"]}
+        found.append({"sweep": "suite", "ablations": [{**entry, "tasks": tasks}]})
+    return found
+
+
+def _recurrent_runs(row: dict[str, Any]) -> list[dict[str, Any]]:
+    return (row.get("algos") or {}).get("recurrent_ppo", {}).get("runs", [])
+
+
+def render_sweeps(docs: Path = DOCS, extra_ablations: list[dict] | None = None) -> list[str]:
+    """The sweeps of docs/sweeps (benchmarks/sweep.py): which setting helps on which task;
+    ``extra_ablations`` (:func:`suite_ablations`) join their ablation table."""
     from benchmarks.sweep import ablation_table, table
 
     results = [json.loads(path.read_text()) for path in sorted((docs / "sweeps").glob("*.json"))]
     lines = []
-    if ablation_table(results):
+    if ablation_table(results + (extra_ablations or [])):
         lines += [
             "## Ablation: which feature helps on which task",
             "",
             "Each row adds one feature (a config key, agents/config.py) to a baseline of the same "
-            "sweep and budget: the final success rate without → with it (mean return where the "
+            "sweep and budget, or of the suite the ablation suite names (sweep column 'suite'): "
+            "the final success rate without → with it (mean return where the "
             "task reports no success, e.g. the timer's error), mean over the seeds both ran "
             "(a row whose baseline says 'seed 0' compares one seed, and a change below 0.1 is "
             "within one seed's noise; bold: 0.1 or more). The "
             "sweeps' own sections below give every variant, seed and budget.",
             "",
-            *ablation_table(results),
+            *ablation_table(results + (extra_ablations or [])),
             "",
         ]
     for result in results:

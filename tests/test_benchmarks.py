@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 
 from agents.config import make_config
@@ -312,3 +313,35 @@ def test_late_returns_average_the_evaluations_of_the_last_part_of_training(tmp_p
         out.with_suffix(".md").read_text()
     )
     assert late_returns.main(["--results", str(path), "--fraction", "0"]) == 2
+
+
+def _suite_result(name: str, runs: dict[str, list[dict]], ablation: dict | None = None) -> dict:
+    envs = [
+        {"env": env, "algos": {"recurrent_ppo": {"runs": found}}} for env, found in runs.items()
+    ]
+    return {"suite": name, **({"ablation": ablation} if ablation else {}), "envs": envs}
+
+
+def test_an_ablation_suite_joins_the_ablation_table_against_its_baseline_suite():
+    from benchmarks.tables import suite_ablations
+
+    results = {
+        "base": _suite_result("base", {"A": _runs(None, 100.0), "B": _runs(None, 50.0)}),
+        "tried": _suite_result(
+            "tried",
+            {"A": _runs(None, 300.0, seeds=(0,)), "B": _runs(None, 60.0, steps=5000)},
+            ablation={"feature": "f", "baseline": "base"},
+        ),
+        "lone": _suite_result("lone", {"A": _runs(None, 1.0)}),  # declares no ablation
+    }
+    header, _, line = ablation_table(suite_ablations(results))
+    assert header == "| feature | sweep: variant vs baseline | A |"  # B: another budget
+    assert line == "| f | suite: tried vs base | **ret 100.0→300.0** |"
+
+
+def test_a_malformed_ablation_in_a_suite_file_names_the_keys(tmp_path):
+    path = _suite(tmp_path)
+    suite = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**suite, "ablation": {"feature": "f"}}))
+    with pytest.raises(ValueError, match=r"ablation must be a mapping with the keys"):
+        load_suite(path)
