@@ -6,6 +6,8 @@ n_epochs and heads (net_arch [64, 64]); the recurrent ones put an LSTM of ``--hi
 warmed up once, then timed for ``--iterations`` rollout+train iterations per repetition, the
 implementations interleaved (rotating order) so that load from other processes on the machine
 hits all of them alike. Ratios are taken within a repetition, then the median is reported.
+Beside them the actor LSTM's kernels alone are timed (``LstmKernels``): added to PPO-MLP's
+time they bound what any implementation with that LSTM can reach.
 
 A thread study times our default and PPO-MLP at each of ``--thread-study`` torch thread
 counts, interleaved the same way, on the first configuration.
@@ -17,6 +19,7 @@ counts, interleaved the same way, on the first configuration.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -152,8 +155,65 @@ class TimedModel:
         return {"steps_per_s": steps / seconds, "train_fraction": self.train_seconds / seconds}
 
 
+class LstmKernels:
+    """Times only the actor LSTM's kernels of one rollout+train iteration, with ``measure()``
+    as :class:`TimedModel`'s: one cell step for every rollout step, then a forward and backward
+    over every minibatch of every epoch. Added to PPO-MLP's time this bounds (:data:`BOUND`)
+    every implementation: none with this LSTM on this CPU trains faster than PPO-MLP plus these
+    kernels, whatever else it saves."""
+
+    def __init__(self, lstm: th.nn.LSTM, config: Config, bptt_length: int) -> None:
+        self.lstm = copy.deepcopy(lstm)
+        self.config = config
+        self.sequences = config.batch_size // bptt_length
+        self.bptt_length = bptt_length
+        self.measure()  # warm-up
+
+    @property
+    def steps_per_iteration(self) -> int:
+        return self.config.n_envs * self.config.n_steps
+
+    def measure(self) -> dict[str, float]:
+        config, lstm = self.config, self.lstm
+        weights = [getattr(lstm, f"{name}_l0") for name in ("weight_ih", "weight_hh")]
+        biases = [getattr(lstm, f"{name}_l0") for name in ("bias_ih", "bias_hh")]
+        zeros = th.zeros(config.n_envs, lstm.hidden_size)
+        step_input = th.randn(config.n_envs, lstm.input_size)
+        sequence_input = th.randn(self.bptt_length, self.sequences, lstm.input_size)
+        minibatches = self.steps_per_iteration // config.batch_size * config.n_epochs
+        rollout_seconds = train_seconds = 0.0
+        for _ in range(config.iterations):
+            start = time.perf_counter()
+            with th.no_grad():
+                for _ in range(config.n_steps):
+                    th.lstm_cell(step_input, (zeros, zeros), *weights, *biases)
+            rollout_end = time.perf_counter()
+            for _ in range(minibatches):
+                output, _ = lstm(sequence_input)
+                output.sum().backward()
+            rollout_seconds += rollout_end - start
+            train_seconds += time.perf_counter() - rollout_end
+        seconds = rollout_seconds + train_seconds
+        steps = self.steps_per_iteration * config.iterations
+        return {"steps_per_s": steps / seconds, "train_fraction": train_seconds / seconds}
+
+
+# PPO-MLP with the actor LSTM's kernels added: the most any implementation could reach.
+BOUND = "bound: ppo-mlp + LSTM kernels"
+
+
+def with_kernels(mlp: list[dict[str, float]], kernels: list[dict[str, float]]) -> list[dict]:
+    """Per repetition, PPO-MLP's time per step plus the kernels' (speeds add as resistances)."""
+    runs = []
+    for a, b in zip(mlp, kernels, strict=True):
+        seconds = 1 / a["steps_per_s"] + 1 / b["steps_per_s"]
+        train = a["train_fraction"] / a["steps_per_s"] + b["train_fraction"] / b["steps_per_s"]
+        runs.append({"steps_per_s": 1 / seconds, "train_fraction": train / seconds})
+    return runs
+
+
 def interleaved(
-    models: dict[str, TimedModel], repetitions: int, threads: dict[str, int] | None = None
+    models: dict[str, Any], repetitions: int, threads: dict[str, int] | None = None
 ) -> dict[str, list[dict[str, float]]]:
     """Time every model once per repetition, rotating the order between repetitions."""
     names = list(models)
@@ -188,11 +248,14 @@ def run_config(config: Config, args: argparse.Namespace) -> dict[str, Any]:
     implementations += [("ours-gru", bptt) for bptt in args.gru_bptt]
     implementations += [(impl, DEFAULT_BPTT_LENGTH) for impl in FEED_FORWARD_CRITIC]
     implementations = list(dict.fromkeys([*implementations, ("ppo-mlp", None)]))
-    models = {
+    models: dict[str, Any] = {
         label(impl, bptt): TimedModel(build(impl, config, args.hidden, bptt, args.seed), config)
         for impl, bptt in implementations
     }
+    privileged = models[label("ours-privileged", DEFAULT_BPTT_LENGTH)].model.policy
+    models["LSTM kernels"] = LstmKernels(privileged.lstm_actor, config, DEFAULT_BPTT_LENGTH)
     results = interleaved(models, args.repetitions)
+    results[BOUND] = with_kernels(results["ppo-mlp"], results.pop("LSTM kernels"))
     rows = {}
     for name, runs in results.items():
         rows[name] = summarise(runs, None)
@@ -243,7 +306,10 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         "[64, 64] heads, with a separate critic LSTM except ours-ff-critic (a feed-forward "
         "critic on the observation) and ours-privileged (a feed-forward critic on the "
         "observation and the env's hidden state, agents/inputs.py); PPO-MLP has the same heads "
-        "without any LSTM.",
+        f"without any LSTM. {BOUND}: PPO-MLP's time per step plus that of the actor LSTM's "
+        "kernels alone (one oneDNN cell step per rollout step, forward and backward over every "
+        "minibatch, timed in the same repetitions): the most any implementation with this "
+        "LSTM could reach on this machine.",
         "",
     ]
     for result in report["configs"]:
@@ -303,6 +369,12 @@ def summary(report: dict[str, Any]) -> list[str]:
             lines.append(
                 f"- {result['config']['env_id']}: with a feed-forward privileged critic, "
                 f"{privileged['vs_ppo_mlp']:.2f}x PPO-MLP."
+            )
+        bound = rows.get(BOUND)
+        if bound:
+            lines.append(
+                f"- {result['config']['env_id']}: PPO-MLP plus the actor LSTM's kernels alone, "
+                f"{bound['vs_ppo_mlp']:.2f}x PPO-MLP: no implementation with this LSTM is faster."
             )
     for name, row in report.get("threads", {}).get("rows", {}).items():
         if not name.endswith("threads=1"):

@@ -345,3 +345,18 @@ def test_a_malformed_ablation_in_a_suite_file_names_the_keys(tmp_path):
     path.write_text(yaml.safe_dump({**suite, "ablation": {"feature": "f"}}))
     with pytest.raises(ValueError, match=r"ablation must be a mapping with the keys"):
         load_suite(path)
+
+
+def test_the_throughput_bound_adds_the_lstm_kernels_time_to_ppo_mlps():
+    import torch
+
+    from benchmarks.throughput import Config, LstmKernels, with_kernels
+
+    mlp = [{"steps_per_s": 1000.0, "train_fraction": 0.5}]
+    kernels = [{"steps_per_s": 1000.0, "train_fraction": 1.0}]
+    assert with_kernels(mlp, kernels) == [{"steps_per_s": 500.0, "train_fraction": 0.75}]
+    config = Config("tiny", "CartPole-v1", iterations=1, n_envs=2, n_steps=8, batch_size=8)
+    lstm = torch.nn.LSTM(3, 4)
+    timed = LstmKernels(lstm, config, bptt_length=4).measure()
+    assert timed["steps_per_s"] > 0 and 0 < timed["train_fraction"] < 1
+    assert lstm.weight_hh_l0.grad is None  # timed on a copy: the policy's LSTM is untouched
