@@ -252,7 +252,8 @@ def render_sweeps(docs: Path = DOCS, extra_ablations: list[dict] | None = None) 
 
     results = [json.loads(path.read_text()) for path in sorted((docs / "sweeps").glob("*.json"))]
     lines = []
-    if ablation_table(results + (extra_ablations or [])):
+    ablation_rows = ablation_table(results + (extra_ablations or []))
+    if ablation_rows:
         lines += [
             "## Ablation: which feature helps on which task",
             "",
@@ -264,7 +265,7 @@ def render_sweeps(docs: Path = DOCS, extra_ablations: list[dict] | None = None) 
             "within one seed's noise; bold: 0.1 or more). The "
             "sweeps' own sections below give every variant, seed and budget.",
             "",
-            *ablation_table(results + (extra_ablations or [])),
+            *ablation_rows,
             "",
         ]
     for result in results:
