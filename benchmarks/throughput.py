@@ -41,6 +41,7 @@ from stable_baselines3.common.env_util import make_vec_env
 import envs  # noqa: F401  (registers the ids)
 from agents import atomic
 from agents.inputs import PrivilegedObservation
+from agents.recurrent.cells import step_cells
 from agents.recurrent.ppo import DEFAULT_BPTT_LENGTH, RecurrentPPO
 
 
@@ -175,9 +176,7 @@ class LstmKernels:
 
     def measure(self) -> dict[str, float]:
         config, lstm = self.config, self.lstm
-        weights = [getattr(lstm, f"{name}_l0") for name in ("weight_ih", "weight_hh")]
-        biases = [getattr(lstm, f"{name}_l0") for name in ("bias_ih", "bias_hh")]
-        zeros = th.zeros(config.n_envs, lstm.hidden_size)
+        zeros = th.zeros(lstm.num_layers, config.n_envs, lstm.hidden_size)
         step_input = th.randn(config.n_envs, lstm.input_size)
         sequence_input = th.randn(self.bptt_length, self.sequences, lstm.input_size)
         minibatches = self.steps_per_iteration // config.batch_size * config.n_epochs
@@ -186,7 +185,7 @@ class LstmKernels:
             start = time.perf_counter()
             with th.no_grad():
                 for _ in range(config.n_steps):
-                    th.lstm_cell(step_input, (zeros, zeros), *weights, *biases)
+                    step_cells(step_input, (zeros, zeros), lstm)  # as collecting rollouts
             rollout_end = time.perf_counter()
             for _ in range(minibatches):
                 output, _ = lstm(sequence_input)
