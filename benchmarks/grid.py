@@ -188,13 +188,18 @@ def train_and_mark(spec: RunSpec) -> dict[str, Any]:
 
 
 def execute(
-    specs: list[RunSpec], workers: int, after_each: Callable[[], None] | None = None
+    specs: list[RunSpec],
+    workers: int,
+    after_each: Callable[[], None] | None = None,
+    recorded: Recorded | None = None,
 ) -> None:
-    """Train every spec not yet finished; ``after_each`` runs after each finished run (the
+    """Train every spec not yet finished, in its folder or in ``recorded`` (a fresh clone does
+    not train again what results.json holds); ``after_each`` runs after each finished run (the
     results files are rewritten then, so that a grid cut short loses nothing)."""
     for spec in specs:
         set_aside_if_stale(spec)
-    todo = [spec for spec in specs if not is_done(spec.run_dir)]
+    recorded = recorded or Recorded()
+    todo = [s for s in specs if not is_done(s.run_dir) and recorded.find(s) is None]
     print(f"{len(specs) - len(todo)} of {len(specs)} runs already finished; {len(todo)} to go")
     if not todo:
         return
@@ -276,10 +281,34 @@ def recorded_runs(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
-def read_current(spec: RunSpec, recorded: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
-    """The spec's finished run from its folder, or as the results file recorded it when the
-    folder is gone; None if neither trained with today's settings."""
-    for run in (read_run(spec.run_dir), recorded.get(str(shown(spec.run_dir)))):
-        if is_current(spec, run):
-            return run
-    return None
+def settings_key(config: dict[str, Any]) -> str:
+    """What a run trained with, as a lookup key: env, algorithm, seed, budget and every setting
+    its algorithm reads."""
+    from agents.config import read_by_algo
+
+    return json.dumps(read_by_algo(learning_settings(config)), sort_keys=True, default=str)
+
+
+class Recorded:
+    """Finished runs as results files recorded them, found by what they trained with. A run is
+    its settings, not its folder: a run whose folder is gone counts, and so does another
+    suite's run of the same settings (an ablation whose change a preset then adopted is not
+    trained again). Of two records of the same settings, the one given later is kept."""
+
+    def __init__(self, *results: dict[str, Any]) -> None:
+        self.runs = {
+            settings_key(run["config"]): run
+            for result in results
+            for run in recorded_runs(result).values()
+            if run.get("config") is not None
+        }
+
+    def find(self, spec: RunSpec) -> dict[str, Any] | None:
+        return self.runs.get(settings_key(planned_config(spec)))
+
+
+def read_current(spec: RunSpec, recorded: Recorded) -> dict[str, Any] | None:
+    """The spec's finished run from its folder, or as a results file recorded a run of its
+    settings; None if neither trained with today's settings."""
+    run = read_run(spec.run_dir)
+    return run if is_current(spec, run) else recorded.find(spec)

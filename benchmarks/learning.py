@@ -7,7 +7,9 @@ finished run, all current runs of the suite are aggregated into ``docs/results.j
 suite's entry), ``docs/results.md`` (all suites in results.json, and the sweeps, by
 benchmarks/tables.py) and ``docs/learning_curves_<suite>.png`` (the periodic evaluations: mean
 and min-max over seeds). Run folders stay out of git: a run whose folder is gone is taken as
-results.json recorded it, so a fresh clone rebuilds the same tables.
+results.json recorded it, so a fresh clone rebuilds the same tables and does not train it again.
+A run is found by its settings: one another suite trained with the settings this suite gives
+(an ablation whose change a preset adopted since) counts here too, shown as trained there.
 
     python -m benchmarks.learning benchmarks/suites/memory.yaml             # run + aggregate
     python -m benchmarks.learning benchmarks/suites/memory.yaml --only TMaze-v0 --seeds 0
@@ -51,11 +53,11 @@ import yaml
 from agents import atomic
 from benchmarks.grid import (
     REPO,
+    Recorded,
     RunSpec,
     execute,
     is_done,
     read_current,
-    recorded_runs,
     shown,
 )
 from benchmarks.tables import DOCS, plot, rewrite_results_md
@@ -165,8 +167,8 @@ def spread(values: list[float]) -> dict[str, Any] | None:
     return {"mean": float(np.mean(values)), "std": std, "n": len(values)}
 
 
-def collect(suite: Suite, recorded: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    recorded = recorded or {}
+def collect(suite: Suite, recorded: Recorded | None = None) -> dict[str, Any]:
+    recorded = recorded or Recorded()
     envs = []
     for entry in suite.entries:
         row: dict[str, Any] = {"env": entry.env, "skip": entry.skip, "algos": {}}
@@ -198,6 +200,7 @@ def collect(suite: Suite, recorded: dict[str, dict[str, Any]] | None = None) -> 
         "suite": suite.name,
         "suite_file": str(shown(suite.path)),
         "command": f"python -m benchmarks.learning {shown(suite.path)}",
+        "runs_root": str(shown(suite.runs_root)),
         "notes": suite.notes,
         "machine": machine(),
         "aggregated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -218,11 +221,20 @@ def machine() -> dict[str, Any]:
     }
 
 
+def recorded(suite: Suite, docs: Path = DOCS) -> Recorded:
+    """The runs docs/results.json holds, this suite's own before another's of the same
+    settings."""
+    results_json = docs / "results.json"
+    results = json.loads(results_json.read_text()) if results_json.is_file() else {}
+    others = [entry for name, entry in results.items() if name != suite.name]
+    return Recorded(*others, results.get(suite.name, {}))
+
+
 def aggregate(suite: Suite, docs: Path = DOCS) -> None:
     """Put the suite's entry into docs/results.json, rebuild results.md and its plot."""
     results_json = docs / "results.json"
+    result = collect(suite, recorded(suite, docs))
     results = json.loads(results_json.read_text()) if results_json.is_file() else {}
-    result = collect(suite, recorded_runs(results.get(suite.name, {})))
     results[suite.name] = result
     docs.mkdir(parents=True, exist_ok=True)
     atomic.write_json(results_json, results, indent=1)
@@ -252,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{spec.run_dir.name:50s} {spec.n_timesteps or 'preset'}  {state}")
         return 0
     if not args.aggregate_only:
-        execute(specs, args.workers, after_each=lambda: aggregate(suite, args.docs))
+        after_each = lambda: aggregate(suite, args.docs)  # noqa: E731
+        execute(specs, args.workers, after_each, recorded(suite, args.docs))
     aggregate(suite, args.docs)
     return 0
 

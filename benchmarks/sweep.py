@@ -39,7 +39,7 @@ import numpy as np
 import yaml
 
 from agents import atomic
-from benchmarks.grid import REPO, RunSpec, execute, read_current, recorded_runs, shown
+from benchmarks.grid import REPO, Recorded, RunSpec, execute, read_current, shown
 from benchmarks.tables import DOCS, TARGET_SUCCESS, rewrite_results_md
 
 
@@ -99,10 +99,10 @@ def variant_specs(sweep: dict[str, Any], variant: str, seed: int) -> dict[str, R
 
 
 def collect(
-    sweep: dict[str, Any], recorded: dict[str, dict[str, Any]] | None = None, docs: Path = DOCS
+    sweep: dict[str, Any], recorded: Recorded | None = None, docs: Path = DOCS
 ) -> dict[str, Any]:
     """Every finished run, from its folder or, where the folder is gone, from ``recorded``."""
-    recorded = recorded or {}
+    recorded = recorded or Recorded()
     rows = []
     for variant, overrides in sweep["variants"].items():
         cells: dict[str, list[dict[str, Any]]] = {}
@@ -125,10 +125,10 @@ def collect(
     }
 
 
-def seeds_run(sweep: dict[str, Any], recorded: dict[str, dict[str, Any]]) -> list[int]:
+def seeds_run(sweep: dict[str, Any], recorded: Recorded) -> list[int]:
     """The sweep's seeds and any more that runs were made for (``--seeds 3 4``)."""
     names = [path.name for path in sweep["runs_root"].glob("*__*")] + [
-        Path(run_dir).name for run_dir in recorded
+        Path(run["run_dir"]).name for run in recorded.runs.values()
     ]
     extra = {int(found[1]) for name in names if (found := re.fullmatch(r".+__(\d+)", name))}
     return sorted(set(sweep["seeds"]) | extra)
@@ -311,11 +311,15 @@ def _rows(result, envs, short, value, with_summary: bool) -> list[str]:
     return lines
 
 
+def recorded(sweep: dict[str, Any], docs: Path = DOCS) -> Recorded:
+    """The runs the sweep's results file holds (docs/sweeps/<name>.json)."""
+    previous = docs / "sweeps" / f"{sweep['name']}.json"
+    return Recorded(json.loads(previous.read_text())) if previous.is_file() else Recorded()
+
+
 def aggregate(sweep: dict[str, Any], docs: Path = DOCS) -> None:
     folder = docs / "sweeps"
-    previous = folder / f"{sweep['name']}.json"
-    recorded = recorded_runs(json.loads(previous.read_text())) if previous.is_file() else {}
-    result = collect(sweep, recorded, docs)
+    result = collect(sweep, recorded(sweep, docs), docs)
     folder.mkdir(parents=True, exist_ok=True)
     atomic.write_json(folder / f"{sweep['name']}.json", result, indent=1)
     atomic.write_text(folder / f"{sweep['name']}.md", render(result))
@@ -338,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     sweep = load_sweep(args.sweep)
     if not args.aggregate_only:
         specs = plan(sweep, args.only_variants, args.seeds, args.only)
-        execute(specs, args.workers, after_each=lambda: aggregate(sweep, args.docs))
+        after_each = lambda: aggregate(sweep, args.docs)  # noqa: E731
+        execute(specs, args.workers, after_each, recorded(sweep, args.docs))
     aggregate(sweep, args.docs)
     return 0
 

@@ -123,7 +123,7 @@ def render_suite(result: dict[str, Any]) -> list[str]:
             + f" | {wall_times(row, algos)} |"
         )
     lines.append("")
-    lines += render_transfer(rows) + render_reference(rows)
+    lines += render_shared(result) + render_transfer(rows) + render_reference(rows)
     if not any(row["algos"] for row in rows):
         return lines
     lines += [
@@ -143,6 +143,21 @@ def wall_times(row: dict[str, Any], algos: tuple[str, ...] | list[str] = ALGO_OR
         stat = row["algos"].get(algo, {}).get("wall_time_s")
         times.append(f"{stat['mean']:.0f}" if stat else "-")
     return " / ".join(times)
+
+
+def render_shared(result: dict[str, Any]) -> list[str]:
+    """Where another suite trained a cell's runs, with the settings this suite gives them."""
+    own = result.get("runs_root")
+    lines = []
+    for row in result["envs"]:
+        for algo, cell in row["algos"].items():
+            roots = sorted({str(Path(run["run_dir"]).parent) for run in cell["runs"]} - {own})
+            if own and roots:
+                lines.append(
+                    f"- {row['env']} {algo}: runs trained in `{'`, `'.join(roots)}`, with the "
+                    "settings this suite gives them."
+                )
+    return lines + [""] if lines else []
 
 
 def render_transfer(rows: list[dict[str, Any]]) -> list[str]:

@@ -12,8 +12,15 @@ import pytest
 import yaml
 
 from agents.config import make_config
-from benchmarks.grid import execute, is_current, learning_settings, planned_config, train_or_resume
-from benchmarks.learning import aggregate, load_suite, plan
+from benchmarks.grid import (
+    Recorded,
+    execute,
+    is_current,
+    learning_settings,
+    planned_config,
+    train_or_resume,
+)
+from benchmarks.learning import aggregate, load_suite, plan, recorded
 from benchmarks.sweep import ablation_table, ablations, load_sweep, seeds_run
 from benchmarks.sweep import plan as sweep_plan
 from tests.conftest import TINY_TRAIN
@@ -68,6 +75,37 @@ def test_results_are_written_after_every_run_and_outlive_the_run_folders(tmp_pat
     runs = json.loads((docs / "results.json").read_text())["tiny"]["envs"][0]["algos"]
     assert [run["config"]["n_epochs"] for run in runs["recurrent_ppo"]["runs"]] == [2]
     assert len(list((tmp_path / "runs").glob("MemoryStates-v0__recurrent_ppo__0.stale-*"))) == 1
+
+
+def test_recorded_runs_are_not_trained_again_and_count_for_any_suite_of_their_settings(
+    tmp_path, capsys
+):
+    """A fresh clone (results.json, no run folders) trains nothing again; a second suite that
+    gives a run the settings another suite trained it with (an ablation adopted by a preset)
+    takes that run, and results.md says where it was trained."""
+    suite = load_suite(_suite(tmp_path, seeds=[0]))
+    docs = tmp_path / "docs"
+    execute(plan(suite), workers=1, after_each=lambda: aggregate(suite, docs))
+    shutil.rmtree(tmp_path / "runs")
+    capsys.readouterr()
+    execute(plan(suite), workers=1, recorded=recorded(suite, docs))
+    assert "1 of 1 runs already finished; 0 to go" in capsys.readouterr().out
+    assert not (tmp_path / "runs").exists()
+
+    adopted = _suite(tmp_path, seeds=[0, 1])
+    data = yaml.safe_load(adopted.read_text())
+    data.update(name="adopted", runs_root=str(tmp_path / "adopted_runs"))
+    adopted.write_text(yaml.safe_dump(data))
+    adopted = load_suite(adopted)
+    (shared,) = [spec for spec in plan(adopted) if spec.seed == 0]
+    trained_there = recorded(adopted, docs).find(shared)["run_dir"]
+    assert trained_there.endswith("runs/MemoryStates-v0__recurrent_ppo__0")
+    aggregate(adopted, docs)
+    entry = json.loads((docs / "results.json").read_text())["adopted"]
+    assert [run["seed"] for run in entry["envs"][0]["algos"]["recurrent_ppo"]["runs"]] == [0]
+    assert "runs trained in" in (docs / "results.md").read_text()
+    other_seed = [spec for spec in plan(adopted) if spec.seed == 1]
+    assert recorded(adopted, docs).find(other_seed[0]) is None  # another seed is another run
 
 
 def _ppo_spec(tmp_path, **changes):
@@ -151,8 +189,9 @@ def test_sweep_tables_hold_seeds_run_beyond_the_file(tmp_path):
     sweep["runs_root"] = tmp_path / "runs"
     for name in ("A__v__0", "A__v__3", "A__v__4.claim", "A__v__5.stale-20261201-120000"):
         (sweep["runs_root"] / name).mkdir(parents=True)
-    recorded = {"runs/sweeps/s/A__v__7": {}}  # a folder gone, its result kept in the json
-    assert seeds_run(sweep, recorded) == [0, 1, 3, 7]
+    kept = {"run_dir": "runs/sweeps/s/A__v__7", "config": {"env": "MemoryStates-v0", "seed": 7}}
+    recorded_only = Recorded({"rows": [{"envs": {"A": [kept]}}]})  # a folder gone, its json kept
+    assert seeds_run(sweep, recorded_only) == [0, 1, 3, 7]
 
 
 def _write(tmp_path: Path, text: str) -> Path:
