@@ -259,8 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     suite = load_suite(args.suite)
     specs = plan(suite, args.only, args.seeds, args.algos)
     if args.dry_run:
+        found = recorded(suite, args.docs)
         for spec in specs:
-            state = "finished" if is_done(spec.run_dir) else "to run"
+            state = "finished" if is_done(spec.run_dir) or found.find(spec) else "to run"
             print(f"{spec.run_dir.name:50s} {spec.n_timesteps or 'preset'}  {state}")
         return 0
     if not args.aggregate_only:
