@@ -88,10 +88,7 @@ def is_current(spec: RunSpec, run: dict[str, Any] | None) -> bool:
     that gives recurrent_ppo a privileged critic leaves its ppo baseline current)."""
     if run is None or run.get("config") is None:
         return False
-    from agents.config import read_by_algo
-
-    recorded = learning_settings(run["config"])  # a results file may predate a key
-    return read_by_algo(recorded) == read_by_algo(learning_settings(planned_config(spec)))
+    return settings_key(run["config"]) == settings_key(planned_config(spec))
 
 
 def set_aside_if_stale(spec: RunSpec) -> None:
@@ -283,7 +280,8 @@ def recorded_runs(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def settings_key(config: dict[str, Any]) -> str:
     """What a run trained with, as a lookup key: env, algorithm, seed, budget and every setting
-    its algorithm reads."""
+    its algorithm reads (values coerced to their fields' types, so 1 and 1.0 are one key; a
+    results file may predate a key, which then takes its old value)."""
     from agents.config import read_by_algo
 
     return json.dumps(read_by_algo(learning_settings(config)), sort_keys=True, default=str)

@@ -38,7 +38,6 @@ against the baseline suite's on the same envs and seeds.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -60,7 +59,7 @@ from benchmarks.grid import (
     read_current,
     shown,
 )
-from benchmarks.tables import DOCS, plot, rewrite_results_md
+from benchmarks.tables import DOCS, plot, read_results, rewrite_results_md
 
 ENTRY_KEYS = {"n_timesteps", "seeds", "algos", "transfer", "reference", "skip"}
 ABLATION_KEYS = {"feature", "baseline"}
@@ -221,28 +220,26 @@ def machine() -> dict[str, Any]:
     }
 
 
-def recorded(suite: Suite, docs: Path = DOCS) -> Recorded:
-    """The runs docs/results.json holds, this suite's own before another's of the same
-    settings."""
-    results_json = docs / "results.json"
-    results = json.loads(results_json.read_text()) if results_json.is_file() else {}
+def recorded(suite: Suite, docs: Path = DOCS, results: dict[str, Any] | None = None) -> Recorded:
+    """The runs docs/results.json (or ``results``, read from it) holds, this suite's own
+    before another's of the same settings."""
+    results = read_results(docs) if results is None else results
     others = [entry for name, entry in results.items() if name != suite.name]
     return Recorded(*others, results.get(suite.name, {}))
 
 
 def aggregate(suite: Suite, docs: Path = DOCS) -> None:
     """Put the suite's entry into docs/results.json, rebuild results.md and its plot."""
-    results_json = docs / "results.json"
-    result = collect(suite, recorded(suite, docs))
-    results = json.loads(results_json.read_text()) if results_json.is_file() else {}
+    results = read_results(docs)
+    result = collect(suite, recorded(suite, docs, results))
     results[suite.name] = result
     docs.mkdir(parents=True, exist_ok=True)
-    atomic.write_json(results_json, results, indent=1)
+    atomic.write_json(docs / "results.json", results, indent=1)
     rewrite_results_md(docs)
     curves = docs / f"learning_curves_{suite.name}.png"
     plot(result, curves)
     written = f" and {curves}" if curves.is_file() else ""
-    print(f"wrote {docs / 'results.md'}, {results_json}{written}")
+    print(f"wrote {docs / 'results.md'}, {docs / 'results.json'}{written}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -206,11 +206,15 @@ def render_reference(rows: list[dict[str, Any]]) -> list[str]:
     return lines + [""] if lines else []
 
 
+def read_results(docs: Path = DOCS) -> dict[str, Any]:
+    """docs/results.json: each suite's entry by name; empty before the first suite ran."""
+    results_json = docs / "results.json"
+    return json.loads(results_json.read_text()) if results_json.is_file() else {}
+
+
 def rewrite_results_md(docs: Path = DOCS) -> Path:
     """docs/results.md anew from results.json (the suites) and docs/sweeps (the sweeps)."""
-    results_json = docs / "results.json"
-    results = json.loads(results_json.read_text()) if results_json.is_file() else {}
-    atomic.write_text(docs / "results.md", render(results, docs))
+    atomic.write_text(docs / "results.md", render(read_results(docs), docs))
     return docs / "results.md"
 
 
