@@ -59,7 +59,7 @@ from benchmarks.grid import (
     read_current,
     shown,
 )
-from benchmarks.tables import DOCS, plot, read_results, rewrite_results_md
+from benchmarks.tables import DOCS, plot, read_results, results_lock, rewrite_results_md
 
 ENTRY_KEYS = {"n_timesteps", "seeds", "algos", "transfer", "reference", "skip"}
 ABLATION_KEYS = {"feature", "baseline"}
@@ -230,12 +230,12 @@ def recorded(suite: Suite, docs: Path = DOCS, results: dict[str, Any] | None = N
 
 def aggregate(suite: Suite, docs: Path = DOCS) -> None:
     """Put the suite's entry into docs/results.json, rebuild results.md and its plot."""
-    results = read_results(docs)
-    result = collect(suite, recorded(suite, docs, results))
-    results[suite.name] = result
-    docs.mkdir(parents=True, exist_ok=True)
-    atomic.write_json(docs / "results.json", results, indent=1)
-    rewrite_results_md(docs)
+    with results_lock(docs):
+        results = read_results(docs)
+        result = collect(suite, recorded(suite, docs, results))
+        results[suite.name] = result
+        atomic.write_json(docs / "results.json", results, indent=1)
+        rewrite_results_md(docs)
     curves = docs / f"learning_curves_{suite.name}.png"
     plot(result, curves)
     written = f" and {curves}" if curves.is_file() else ""

@@ -40,7 +40,7 @@ import yaml
 
 from agents import atomic
 from benchmarks.grid import REPO, Recorded, RunSpec, execute, read_current, shown
-from benchmarks.tables import DOCS, TARGET_SUCCESS, rewrite_results_md
+from benchmarks.tables import DOCS, TARGET_SUCCESS, results_lock, rewrite_results_md
 
 
 def load_sweep(path: Path) -> dict[str, Any]:
@@ -319,11 +319,12 @@ def recorded(sweep: dict[str, Any], docs: Path = DOCS) -> Recorded:
 
 def aggregate(sweep: dict[str, Any], docs: Path = DOCS) -> None:
     folder = docs / "sweeps"
-    result = collect(sweep, recorded(sweep, docs), docs)
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic.write_json(folder / f"{sweep['name']}.json", result, indent=1)
-    atomic.write_text(folder / f"{sweep['name']}.md", render(result))
-    results_md = rewrite_results_md(docs)
+    with results_lock(docs):
+        result = collect(sweep, recorded(sweep, docs), docs)
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic.write_json(folder / f"{sweep['name']}.json", result, indent=1)
+        atomic.write_text(folder / f"{sweep['name']}.md", render(result))
+        results_md = rewrite_results_md(docs)
     print(f"wrote {folder / sweep['name']}.md and .json, and {results_md}")
 
 

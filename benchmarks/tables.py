@@ -4,12 +4,15 @@ learning-curve plots."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from filelock import FileLock
 
 from agents import atomic
 from benchmarks.grid import REPO, TRANSFER_EPISODES
@@ -204,6 +207,16 @@ def render_reference(rows: list[dict[str, Any]]) -> list[str]:
             f"| {ratio} |"
         )
     return lines + [""] if lines else []
+
+
+@contextlib.contextmanager
+def results_lock(docs: Path = DOCS) -> Iterator[None]:
+    """Hold while reading and rewriting docs' shared results. Benchmarks run side by side (two
+    suites, a suite and a sweep) and each aggregates after every finished run: without the lock
+    one's read-modify-write of results.json could drop the entry another wrote meanwhile."""
+    docs.mkdir(parents=True, exist_ok=True)
+    with FileLock(docs / ".results.lock"):
+        yield
 
 
 def read_results(docs: Path = DOCS) -> dict[str, Any]:

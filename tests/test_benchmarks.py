@@ -4,14 +4,18 @@ out of git)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from agents.config import make_config
+from benchmarks import learning
 from benchmarks.grid import (
     Recorded,
     execute,
@@ -75,6 +79,27 @@ def test_results_are_written_after_every_run_and_outlive_the_run_folders(tmp_pat
     runs = json.loads((docs / "results.json").read_text())["tiny"]["envs"][0]["algos"]
     assert [run["config"]["n_epochs"] for run in runs["recurrent_ppo"]["runs"]] == [2]
     assert len(list((tmp_path / "runs").glob("MemoryStates-v0__recurrent_ppo__0.stale-*"))) == 1
+
+
+def test_benchmarks_aggregating_at_once_keep_each_others_results(tmp_path, monkeypatch):
+    # Two suites run side by side finish a run each at the same moment: each reads
+    # results.json, collects its runs from their folders (slow) and writes results.json back.
+    def slow_collect(suite, recorded):
+        time.sleep(0.3)
+        return {"suite": suite.name, "envs": []}
+
+    monkeypatch.setattr(learning, "collect", slow_collect)
+    monkeypatch.setattr(learning, "plot", lambda result, path: None)
+    monkeypatch.setattr(learning, "rewrite_results_md", lambda docs: docs / "results.md")
+    tiny = load_suite(_suite(tmp_path))
+    suites = [tiny, dataclasses.replace(tiny, name="other")]
+    docs = tmp_path / "docs"
+    threads = [threading.Thread(target=aggregate, args=(suite, docs)) for suite in suites]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(json.loads((docs / "results.json").read_text())) == ["other", "tiny"]
 
 
 def test_recorded_runs_are_not_trained_again_and_count_for_any_suite_of_their_settings(
