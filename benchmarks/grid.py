@@ -4,10 +4,11 @@ Each cell is a normal run folder (``agents.train``) described by a :class:`RunSp
 worker processes (one torch thread each); a run whose folder holds ``benchmark.json`` is
 finished and skipped, a run killed mid-way goes on from its newest checkpoint (one every 100k
 steps, ``train.py --resume``), and two commands may share a grid (each run is claimed by the
-process training it). A finished run counts only while its settings are the ones its spec gives
-today: after a preset changes, its folder is moved to ``<name>.stale-<time>`` and trained again,
-and a record of it no longer counts. Used by benchmarks/learning.py (suites) and
-benchmarks/sweep.py (variants).
+process training it). A worker whose grid process is killed stops too, saving its run as on
+SIGTERM, rather than train on unseen. A finished run counts only while its settings are the
+ones its spec gives today: after a preset changes, its folder is moved to
+``<name>.stale-<time>`` and trained again, and a record of it no longer counts. Used by
+benchmarks/learning.py (suites) and benchmarks/sweep.py (variants).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -201,7 +204,13 @@ def execute(
     if not todo:
         return
     context = get_context("spawn")  # fresh interpreters: no torch state shared through fork
-    with ProcessPoolExecutor(workers, mp_context=context, max_tasks_per_child=1) as pool:
+    with ProcessPoolExecutor(
+        workers,
+        mp_context=context,
+        max_tasks_per_child=1,
+        initializer=stop_with_parent,
+        initargs=(os.getpid(),),
+    ) as pool:
         futures = {pool.submit(run_one, spec): spec for spec in todo}
         for future in as_completed(futures):
             spec = futures[future]
@@ -221,6 +230,20 @@ def execute(
             )
             if after_each is not None:
                 after_each()
+
+
+def stop_with_parent(parent_pid: int, poll_seconds: float = 5.0) -> None:
+    """Worker initializer: once the grid process that started this worker is gone (killed,
+    its session ended), SIGTERM this worker, which saves its run for a resume
+    (agents/interruption.py). Without it a killed grid leaves its runs training unseen,
+    holding cores and claims, and their results never reach results.json."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_seconds)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="stop-with-parent", daemon=True).start()
 
 
 # --------------------------------------------------------------------------- reading back

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -17,6 +20,7 @@ import yaml
 from agents.config import make_config
 from benchmarks import learning
 from benchmarks.grid import (
+    REPO,
     Recorded,
     execute,
     is_current,
@@ -100,6 +104,59 @@ def test_benchmarks_aggregating_at_once_keep_each_others_results(tmp_path, monke
     for thread in threads:
         thread.join()
     assert sorted(json.loads((docs / "results.json").read_text())) == ["other", "tiny"]
+
+
+GRID_KILLED_MID_RUN = """
+import os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+
+from benchmarks.grid import stop_with_parent
+
+
+def run(pid_file):
+    open(pid_file, "w").write(str(os.getpid()))
+    time.sleep(120)
+
+
+if __name__ == "__main__":
+    pool = ProcessPoolExecutor(
+        1, get_context("spawn"), initializer=stop_with_parent, initargs=(os.getpid(), 0.1)
+    )
+    pool.submit(run, sys.argv[1])
+    time.sleep(120)
+"""
+
+
+def test_a_grid_killed_mid_run_leaves_no_worker_training(tmp_path):
+    script, pid_file = tmp_path / "grid.py", tmp_path / "worker.pid"
+    script.write_text(GRID_KILLED_MID_RUN)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    grid = subprocess.Popen([sys.executable, str(script), str(pid_file)], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not pid_file.is_file() or not pid_file.read_text():
+            assert time.monotonic() < deadline, "the worker never started"
+            time.sleep(0.1)
+        worker = int(pid_file.read_text())
+        grid.kill()  # as a session's end or a kill -9 of the command
+        grid.wait()
+        deadline = time.monotonic() + 20
+        while _alive(worker):
+            assert time.monotonic() < deadline, "the worker went on without its grid"
+            time.sleep(0.1)
+    finally:
+        grid.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # reparented to init until reaped: a zombie is no longer running
+    status = Path(f"/proc/{pid}/status")
+    return not (status.is_file() and "zombie" in status.read_text())
 
 
 def test_recorded_runs_are_not_trained_again_and_count_for_any_suite_of_their_settings(
