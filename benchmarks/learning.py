@@ -32,7 +32,9 @@ suite's table) and ``envs``, a mapping from env id to a block whose keys may be
 
 A suite that changes one thing in another suite's runs says so with ``ablation: {feature:
 TEXT, baseline: SUITE}``: its recurrent_ppo rows then join the ablation table of results.md,
-against the baseline suite's on the same envs and seeds.
+against the baseline suite's on the same envs and seeds. Its runs start from the baseline's
+(``SUITE.yaml`` beside it): an env's overrides there apply beneath its own, so the suite writes
+only the one thing it changes.
 """
 
 from __future__ import annotations
@@ -116,8 +118,22 @@ def load_suite(path: str | Path) -> Suite:
             f"{path}: ablation must be a mapping with the keys {sorted(ABLATION_KEYS)}, "
             f"got {ablation!r}"
         )
+    if ablation is not None:
+        _start_from_baseline(entries, path.parent / f"{ablation['baseline']}.yaml", path)
     notes = str(data.get("notes", "")).strip()
     return Suite(name, path, runs_root, entries, notes, ablation)
+
+
+def _start_from_baseline(entries: list[EnvEntry], baseline_path: Path, path: Path) -> None:
+    """Puts the baseline suite's overrides of each env beneath the entry's own."""
+    if not baseline_path.is_file():
+        raise ValueError(
+            f"{path}: its ablation baseline {baseline_path.stem!r} has no suite file "
+            f"{baseline_path}; name a suite in {path.parent}"
+        )
+    baseline = {entry.env: entry.overrides for entry in load_suite(baseline_path).entries}
+    for entry in entries:
+        entry.overrides = {**baseline.get(entry.env, {}), **entry.overrides}
 
 
 def plan(

@@ -468,6 +468,27 @@ def test_a_malformed_ablation_in_a_suite_file_names_the_keys(tmp_path):
         load_suite(path)
 
 
+def test_an_ablation_suite_starts_from_its_baselines_overrides(tmp_path):
+    """Each env of an ablation trains with its baseline suite's overrides (and theirs, down the
+    chain) beneath its own, so the suite names only the one thing it changes."""
+
+    def write(name: str, envs: dict, baseline: str | None = None) -> Path:
+        data = {"name": name, "seeds": [0], "algos": ["recurrent_ppo"], "envs": envs}
+        if baseline:
+            data["ablation"] = {"feature": "f", "baseline": baseline}
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return path
+
+    write("base", {"A-v0": {"n_epochs": 2, "gamma": 0.9}, "B-v0": {"n_epochs": 3}})
+    write("middle", {"A-v0": {"gamma": 0.5}}, baseline="base")
+    top = load_suite(write("top", {"A-v0": {"ent_coef": 0.1}, "C-v0": {}}, baseline="middle"))
+    overrides = {entry.env: entry.overrides for entry in top.entries}
+    assert overrides == {"A-v0": {"n_epochs": 2, "gamma": 0.5, "ent_coef": 0.1}, "C-v0": {}}
+    with pytest.raises(ValueError, match=r"ablation baseline 'gone' has no suite file"):
+        load_suite(write("orphan", {"A-v0": {}}, baseline="gone"))
+
+
 def test_the_throughput_bound_adds_the_lstm_kernels_time_to_ppo_mlps():
     import torch
 
