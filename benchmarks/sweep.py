@@ -145,14 +145,18 @@ def ablations(sweep: dict[str, Any], rows: list[dict[str, Any]], docs: Path) -> 
             env: compared(without[env], with_it[env])
             for env in with_it
             if env in without
-            and (budget_is_feature or _budget(with_it[env]) == _budget(without[env]))
+            and (budget_is_feature or same_budget([*with_it[env], *without[env]]))
         }
         found.append({"feature": feature, "variant": variant, "baseline": baseline, "tasks": tasks})
     return found
 
 
-def _budget(runs: list[dict[str, Any]]) -> int:
-    return runs[0]["n_timesteps"]
+def same_budget(runs: list[dict[str, Any]]) -> bool:
+    """Whether ``runs`` trained for one budget. A run's budget is the requested one rounded up
+    to whole rollouts, so a change of rollout size (n_steps, n_envs) moves it by a rollout:
+    within 1% it is the same budget."""
+    budgets = [run["n_timesteps"] for run in runs]
+    return max(budgets) <= 1.01 * min(budgets)
 
 
 def _cells(rows: list[dict[str, Any]], variant: str, docs: Path) -> dict[str, list[dict]]:

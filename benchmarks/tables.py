@@ -252,7 +252,7 @@ def render(results: dict[str, Any], docs: Path = DOCS) -> str:
 def suite_ablations(results: dict[str, Any]) -> list[dict[str, Any]]:
     """The suites that declare an ``ablation``, shaped as a sweep's results for the ablation
     table: their recurrent_ppo runs against the baseline suite's, per env, on common seeds."""
-    from benchmarks.sweep import compared
+    from benchmarks.sweep import compared, same_budget
 
     found = []
     for name, result in sorted(results.items()):
@@ -265,8 +265,7 @@ def suite_ablations(results: dict[str, Any]) -> list[dict[str, Any]]:
         for row in result["envs"]:
             with_it, base = _recurrent_runs(row), without.get(row["env"], [])
             seeds_in_both = {run["seed"] for run in with_it} & {run["seed"] for run in base}
-            budgets = {run["n_timesteps"] for run in with_it + base}
-            if seeds_in_both and len(budgets) == 1:  # as the sweeps: equal budgets only
+            if seeds_in_both and same_budget(with_it + base):  # as the sweeps
                 tasks[row["env"]] = compared(base, with_it)
         entry = {"feature": ablation["feature"], "variant": name, "baseline": ablation["baseline"]}
         found.append({"sweep": "suite", "ablations": [{**entry, "tasks": tasks}]})

@@ -289,18 +289,19 @@ def _runs(success, mean_return=0.0, steps=1000, seeds=(0,)):
     ]
 
 
-def test_ablation_table_compares_equal_budgets_and_shows_returns_near_zero_success(tmp_path):
-    rows = [
-        {"variant": "base", "envs": {"A": _runs(0.4), "B": _runs(0.0, -7.0), "C": _runs(0.5)}},
-        {
-            "variant": "feature",
-            "envs": {"A": _runs(0.9), "B": _runs(0.02, -2.5), "C": _runs(1.0, steps=5000)},
-        },
-    ]
+def test_ablation_table_compares_one_budget_and_shows_returns_near_zero_success(tmp_path):
+    base = {"A": _runs(0.4), "B": _runs(0.0, -7.0), "C": _runs(0.5), "D": _runs(0.5)}
+    feature = {
+        "A": _runs(0.9),
+        "B": _runs(0.02, -2.5),
+        "C": _runs(1.0, steps=5000),
+        "D": _runs(0.6, steps=1008),  # longer rollouts: the budget rounded up further
+    }
+    rows = [{"variant": "base", "envs": base}, {"variant": "feature", "envs": feature}]
     sweep = {"variants": {"base": {}, "feature": {}}, "ablations": {"f": ["feature", "base"]}}
     result = {"sweep": "s", "ablations": ablations(sweep, rows, tmp_path)}
     header, _, line = ablation_table([result])
-    assert header == "| feature | sweep: variant vs baseline | A | B |"  # C: other budgets
+    assert header == "| feature | sweep: variant vs baseline | A | B | D |"  # C: other budget
     assert "**0.40→0.90**" in line  # success, moved by 0.1 or more
     assert "**ret -7.00→-2.50**" in line  # success below 0.1 on both sides: the return
 
