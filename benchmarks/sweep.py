@@ -144,8 +144,7 @@ def ablations(sweep: dict[str, Any], rows: list[dict[str, Any]], docs: Path) -> 
         tasks = {
             env: compared(without[env], with_it[env])
             for env in with_it
-            if env in without
-            and (budget_is_feature or same_budget([*with_it[env], *without[env]]))
+            if env in without and (budget_is_feature or same_budget([*with_it[env], *without[env]]))
         }
         found.append({"feature": feature, "variant": variant, "baseline": baseline, "tasks": tasks})
     return found
