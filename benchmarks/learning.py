@@ -34,7 +34,9 @@ A suite that changes one thing in another suite's runs says so with ``ablation: 
 TEXT, baseline: SUITE}``: its recurrent_ppo rows then join the ablation table of results.md,
 against the baseline suite's on the same envs and seeds. Its runs start from the baseline's
 (``SUITE.yaml`` beside it): an env's overrides there apply beneath its own, so the suite writes
-only the one thing it changes.
+only the one thing it changes. With ``repeat: true`` as well it changes nothing and trains its
+runs again (other suites' runs of the same settings do not count as its own): how far a run
+of the same settings and seed lands from the baseline's, on today's code and machine.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ class Suite:
     entries: list[EnvEntry]
     notes: str = ""
     ablation: dict[str, str] | None = None  # {feature, baseline}: see the module's docstring
+    repeat: bool = False  # only its own runs count: see the module's docstring
 
 
 def load_suite(path: str | Path) -> Suite:
@@ -120,8 +123,11 @@ def load_suite(path: str | Path) -> Suite:
         )
     if ablation is not None:
         _start_from_baseline(entries, path.parent / f"{ablation['baseline']}.yaml", path)
+    repeat = data.get("repeat", False)
+    if not isinstance(repeat, bool):
+        raise ValueError(f"{path}: repeat must be true or false, got {repeat!r}")
     notes = str(data.get("notes", "")).strip()
-    return Suite(name, path, runs_root, entries, notes, ablation)
+    return Suite(name, path, runs_root, entries, notes, ablation, repeat)
 
 
 def _start_from_baseline(entries: list[EnvEntry], baseline_path: Path, path: Path) -> None:
@@ -238,9 +244,9 @@ def machine() -> dict[str, Any]:
 
 def recorded(suite: Suite, docs: Path = DOCS, results: dict[str, Any] | None = None) -> Recorded:
     """The runs docs/results.json (or ``results``, read from it) holds, this suite's own
-    before another's of the same settings."""
+    before another's of the same settings (a ``repeat`` suite's own only)."""
     results = read_results(docs) if results is None else results
-    others = [entry for name, entry in results.items() if name != suite.name]
+    others = [] if suite.repeat else [e for name, e in results.items() if name != suite.name]
     return Recorded(*others, results.get(suite.name, {}))
 
 

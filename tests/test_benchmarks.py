@@ -189,6 +189,12 @@ def test_recorded_runs_are_not_trained_again_and_count_for_any_suite_of_their_se
     other_seed = [spec for spec in plan(adopted) if spec.seed == 1]
     assert recorded(adopted, docs).find(other_seed[0]) is None  # another seed is another run
 
+    data.update(name="repeated", repeat=True)  # the same settings, trained again
+    repeated = tmp_path / "repeated.yaml"
+    repeated.write_text(yaml.safe_dump(data))
+    (again,) = [spec for spec in plan(load_suite(repeated)) if spec.seed == 0]
+    assert recorded(load_suite(repeated), docs).find(again) is None
+
 
 def _ppo_spec(tmp_path, **changes):
     """The one run of a one-seed ppo suite whose block has ``changes``."""
