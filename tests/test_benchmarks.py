@@ -192,8 +192,9 @@ def test_recorded_runs_are_not_trained_again_and_count_for_any_suite_of_their_se
     data.update(name="repeated", repeat=True)  # the same settings, trained again
     repeated = tmp_path / "repeated.yaml"
     repeated.write_text(yaml.safe_dump(data))
-    (again,) = [spec for spec in plan(load_suite(repeated)) if spec.seed == 0]
-    assert recorded(load_suite(repeated), docs).find(again) is None
+    repeated = load_suite(repeated)
+    (again,) = [spec for spec in plan(repeated) if spec.seed == 0]
+    assert recorded(repeated, docs).find(again) is None
 
 
 def _ppo_spec(tmp_path, **changes):
