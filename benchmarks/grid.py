@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import signal
 import threading
@@ -164,6 +165,18 @@ def _trained_with(run_dir: Path, config: dict[str, Any]) -> bool:
         return False
 
 
+def cpu_model() -> str:
+    """The processor's name: a run reproduces on the same model, code and torch, but not
+    across models (different floating-point kernels), so each record says which it ran on."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def train_and_mark(spec: RunSpec) -> dict[str, Any]:
     import torch
 
@@ -182,7 +195,7 @@ def train_and_mark(spec: RunSpec) -> dict[str, Any]:
         transfer[env] = agents.evaluate(
             run, n_episodes=TRANSFER_EPISODES, seed=spec.seed + TRANSFER_SEED, n_envs=8
         )
-    record = {"wall_time_s": wall, "transfer": transfer}
+    record = {"wall_time_s": wall, "cpu": cpu_model(), "transfer": transfer}
     atomic.write_json(run_dir / DONE_FILE, record)
     return {"run_dir": str(run_dir), **record}
 
@@ -274,6 +287,7 @@ def read_run(run_dir: Path) -> dict[str, Any] | None:
         "episodes": metrics["episodes"],
         "memoryless_ceiling": metrics["memoryless_ceiling"],
         "wall_time_s": record["wall_time_s"],
+        **({"cpu": record["cpu"]} if "cpu" in record else {}),  # absent from older records
         "transfer": {
             env: {"success_rate": m["success_rate"], "mean_return": m["mean_return"]}
             for env, m in record["transfer"].items()

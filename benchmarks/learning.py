@@ -58,6 +58,7 @@ from benchmarks.grid import (
     REPO,
     Recorded,
     RunSpec,
+    cpu_model,
     execute,
     is_done,
     read_current,
@@ -237,6 +238,7 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "torch": torch.__version__,
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads_per_run": 1,
     }

@@ -22,6 +22,7 @@ from benchmarks import learning
 from benchmarks.grid import (
     REPO,
     Recorded,
+    cpu_model,
     execute,
     is_current,
     learning_settings,
@@ -64,6 +65,9 @@ def test_results_are_written_after_every_run_and_outlive_the_run_folders(tmp_pat
     assert runs_seen == [1, 2]  # a grid cut short after its first run keeps that run
 
     before = json.loads((docs / "results.json").read_text())["tiny"]["envs"]
+    # runs reproduce on one processor model only: each record names the one it trained on
+    trained_on = {run["cpu"] for run in before[0]["algos"]["recurrent_ppo"]["runs"]}
+    assert trained_on == {cpu_model()} and cpu_model()
     shutil.copytree(tmp_path / "runs", tmp_path / "kept")
     shutil.rmtree(tmp_path / "runs")  # a fresh clone: results.json, no run folders
     aggregate(suite, docs)
