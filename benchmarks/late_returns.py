@@ -8,6 +8,10 @@ averages over those swings: a steadier measure of what a setting reaches, and of
 keeps it. It is read from docs/results.json (the learning curves every suite records), so
 runs whose folders are gone count too. The issues' targets stay on the final evaluation.
 
+Runs of the same settings recorded by several suites (an ablation that a preset adopted, a
+suite of more seeds) are also pooled: one row per setting with every seed any suite ran, a
+seed that a ``repeat`` suite trained again counted once, as first trained.
+
     python -m benchmarks.late_returns             # writes docs/late_returns.{md,json}
     python -m benchmarks.late_returns --suites mujoco mujoco_skip --out /tmp/late
 """
@@ -21,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from agents import atomic
+from benchmarks.grid import REPO, settings_key
 from benchmarks.learning import spread
 from benchmarks.tables import DOCS
 
@@ -52,6 +58,45 @@ def rows(results: dict[str, Any], fraction: float, suites: list[str] | None = No
     return table
 
 
+def pooled(results: dict[str, Any], fraction: float, min_seeds: int = 4) -> list[dict]:
+    """One row per setting that the suites together ran on at least ``min_seeds`` seeds."""
+    groups: dict[str, dict[str, Any]] = {}
+    for suite, result in results.items():
+        repeat = _is_repeat(result)
+        for entry in result["envs"]:
+            for algo, stats in (entry.get("algos") or {}).items():
+                for run in stats.get("runs", []):
+                    late = _late(run, fraction)
+                    if late is None:
+                        continue
+                    key = settings_key({**run["config"], "seed": 0})
+                    group = groups.setdefault(
+                        key, {"env": entry["env"], "algo": algo, "runs": {}, "suites": {}}
+                    )
+                    kept = group["runs"].get(late["seed"])
+                    if kept is None or (kept["repeat"] and not repeat):
+                        group["runs"][late["seed"]] = {**late, "repeat": repeat}
+                        group["suites"][late["seed"]] = suite
+    table = []
+    for group in groups.values():
+        if len(group["runs"]) >= min_seeds:
+            seeds = sorted(group["runs"])
+            suites = sorted(set(group["suites"].values()))
+            runs = [{k: v for k, v in group["runs"][s].items() if k != "repeat"} for s in seeds]
+            table.append(
+                {"env": group["env"], "algo": group["algo"], "suites": suites, "runs": runs}
+            )
+    return sorted(table, key=lambda row: (row["env"], row["algo"], row["suites"]))
+
+
+def _is_repeat(result: dict[str, Any]) -> bool:
+    """Whether the suite trains again runs other suites recorded (its file says repeat)."""
+    path = REPO / result.get("suite_file", "")
+    if not path.is_file():
+        return False
+    return bool((yaml.safe_load(path.read_text()) or {}).get("repeat", False))
+
+
 def _late(run: dict[str, Any], fraction: float) -> dict[str, Any] | None:
     """The run's seed, final and late return; None for a run judged by success or without
     periodic evaluations."""
@@ -70,7 +115,7 @@ def _mean_std(values: list[float]) -> str:
     return f"{stat['mean']:.0f} ± {stat['std']:.0f}"
 
 
-def render(table: list[dict], fraction: float) -> str:
+def render(table: list[dict], fraction: float, pooled_table: list[dict] = ()) -> str:
     lines = [
         "# Late-training returns",
         "",
@@ -97,6 +142,26 @@ def render(table: list[dict], fraction: float) -> str:
             f"| {row['suite']} | {row['env']} | {row['algo']} | {len(late)} | "
             f"{_mean_std(final)} | {_mean_std(late)} | {per_seed} |"
         )
+    if pooled_table:
+        lines += [
+            "",
+            "## Seeds pooled across suites",
+            "",
+            "Runs of one setting recorded by several suites, every seed once (a seed trained "
+            "again by a repeat suite counts as first trained). Final return per seed in seed "
+            "order.",
+            "",
+            "| env | algo | suites | seeds | final | late | final per seed |",
+            "|---|---|---|---:|---:|---:|---|",
+        ]
+        for row in pooled_table:
+            final = [run["final"] for run in row["runs"]]
+            late = [run["late"] for run in row["runs"]]
+            per_seed = " / ".join(f"{value:.0f}" for value in final)
+            lines.append(
+                f"| {row['env']} | {row['algo']} | {', '.join(row['suites'])} | {len(final)} | "
+                f"{_mean_std(final)} | {_mean_std(late)} | {per_seed} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -117,9 +182,12 @@ def main(argv: list[str] | None = None) -> int:
         print(message, file=sys.stderr)
         return 2
     table = rows(results, args.fraction, args.suites)
+    chosen = {name: results[name] for name in args.suites or results if name in results}
+    pooled_table = pooled(chosen, args.fraction)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic.write_json(args.out.with_suffix(".json"), {"fraction": args.fraction, "rows": table})
-    atomic.write_text(args.out.with_suffix(".md"), render(table, args.fraction))
+    report = {"fraction": args.fraction, "rows": table, "pooled": pooled_table}
+    atomic.write_json(args.out.with_suffix(".json"), report)
+    atomic.write_text(args.out.with_suffix(".md"), render(table, args.fraction, pooled_table))
     print(f"wrote {args.out.with_suffix('.md')} and {args.out.with_suffix('.json')}")
     return 0
 

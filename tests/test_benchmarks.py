@@ -448,6 +448,44 @@ def test_late_returns_average_the_evaluations_of_the_last_part_of_training(tmp_p
     assert late_returns.main(["--results", str(path), "--fraction", "0"]) == 2
 
 
+def test_late_returns_pool_the_seeds_of_one_setting_across_suites(tmp_path):
+    from benchmarks import late_returns
+
+    preset = make_config(env="MemoryStates-v0", n_timesteps=1000).to_dict()
+    ablation = {**preset, "n_epochs": 2}
+
+    def run(config, seed, final):
+        curve = {"timesteps": [500, 1000], "value": [0.0, final], "metric": "mean_return"}
+        config = {**config, "seed": seed}
+        return {
+            "seed": seed,
+            "n_timesteps": 1000,
+            "config": config,
+            "mean_return": final,
+            "success_rate": None,
+            "curve": curve,
+        }
+
+    def suite(name, runs, suite_file=""):
+        algos = {"recurrent_ppo": {"runs": runs}}
+        return {"suite_file": suite_file, "envs": [{"env": "MemoryStates-v0", "algos": algos}]}
+
+    repeat_file = tmp_path / "again.yaml"
+    repeat_file.write_text("name: again\nrepeat: true\n")
+    results = {
+        "again": suite("again", [run(preset, 0, 99.0)], str(repeat_file)),  # seed 0 retrained
+        "first": suite("first", [run(preset, s, 10.0 * (s + 1)) for s in (0, 1, 2)]),
+        "more": suite("more", [run(preset, s, 10.0 * (s + 1)) for s in (3, 4)]),
+        "other": suite("other", [run(ablation, s, 5.0) for s in range(5)]),
+        "short": suite("short", [run({**preset, "n_epochs": 3}, s, 1.0) for s in range(3)]),
+    }
+    table = late_returns.pooled(results, fraction=0.5)
+    assert [(row["suites"], [r["final"] for r in row["runs"]]) for row in table] == [
+        (["first", "more"], [10.0, 20.0, 30.0, 40.0, 50.0]),  # the repeat's seed 0 left out
+        (["other"], [5.0] * 5),
+    ]  # three seeds of one setting ("short") are no more than its suite's row
+
+
 def _suite_result(name: str, runs: dict[str, list[dict]], ablation: dict | None = None) -> dict:
     envs = [
         {"env": env, "algos": {"recurrent_ppo": {"runs": found}}} for env, found in runs.items()
