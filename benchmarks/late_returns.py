@@ -115,6 +115,14 @@ def _mean_std(values: list[float]) -> str:
     return f"{stat['mean']:.0f} ± {stat['std']:.0f}"
 
 
+def _stats(row: dict[str, Any], per_seed: str) -> str:
+    """A row's last cells: seeds, final and late mean ± std, and ``per_seed`` of each seed."""
+    final = [run["final"] for run in row["runs"]]
+    late = [run["late"] for run in row["runs"]]
+    seeds = " / ".join(f"{run[per_seed]:.0f}" for run in row["runs"])
+    return f"{len(final)} | {_mean_std(final)} | {_mean_std(late)} | {seeds} |"
+
+
 def render(table: list[dict], fraction: float, pooled_table: list[dict] = ()) -> str:
     lines = [
         "# Late-training returns",
@@ -135,13 +143,7 @@ def render(table: list[dict], fraction: float, pooled_table: list[dict] = ()) ->
         "|---|---|---|---:|---:|---:|---|",
     ]
     for row in table:
-        final = [run["final"] for run in row["runs"]]
-        late = [run["late"] for run in row["runs"]]
-        per_seed = " / ".join(f"{value:.0f}" for value in late)
-        lines.append(
-            f"| {row['suite']} | {row['env']} | {row['algo']} | {len(late)} | "
-            f"{_mean_std(final)} | {_mean_std(late)} | {per_seed} |"
-        )
+        lines.append(f"| {row['suite']} | {row['env']} | {row['algo']} | {_stats(row, 'late')}")
     if pooled_table:
         lines += [
             "",
@@ -155,13 +157,8 @@ def render(table: list[dict], fraction: float, pooled_table: list[dict] = ()) ->
             "|---|---|---|---:|---:|---:|---|",
         ]
         for row in pooled_table:
-            final = [run["final"] for run in row["runs"]]
-            late = [run["late"] for run in row["runs"]]
-            per_seed = " / ".join(f"{value:.0f}" for value in final)
-            lines.append(
-                f"| {row['env']} | {row['algo']} | {', '.join(row['suites'])} | {len(final)} | "
-                f"{_mean_std(final)} | {_mean_std(late)} | {per_seed} |"
-            )
+            suites = ", ".join(row["suites"])
+            lines.append(f"| {row['env']} | {row['algo']} | {suites} | {_stats(row, 'final')}")
     return "\n".join(lines) + "\n"
 
 
