@@ -123,7 +123,7 @@ def _stats(row: dict[str, Any], per_seed: str) -> str:
     return f"{len(final)} | {_mean_std(final)} | {_mean_std(late)} | {seeds} |"
 
 
-def render(table: list[dict], fraction: float, pooled_table: list[dict] = ()) -> str:
+def render(table: list[dict], fraction: float, pooled_table: list[dict] | None = None) -> str:
     lines = [
         "# Late-training returns",
         "",
