@@ -25,10 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from agents import atomic
-from benchmarks.grid import REPO, settings_key
+from benchmarks.grid import settings_key
 from benchmarks.learning import spread
 from benchmarks.tables import DOCS
 
@@ -60,9 +59,10 @@ def rows(results: dict[str, Any], fraction: float, suites: list[str] | None = No
 
 def pooled(results: dict[str, Any], fraction: float, min_seeds: int = 4) -> list[dict]:
     """One row per setting that the suites together ran on at least ``min_seeds`` seeds."""
-    groups: dict[str, dict[str, Any]] = {}
+    # settings (seed aside) -> env, algorithm and, per seed, (late row, suite, repeat suite?)
+    groups: dict[str, tuple[str, str, dict[int, tuple[dict, str, bool]]]] = {}
     for suite, result in results.items():
-        repeat = _is_repeat(result)
+        repeat = result.get("repeat", False)
         for entry in result["envs"]:
             for algo, stats in (entry.get("algos") or {}).items():
                 for run in stats.get("runs", []):
@@ -70,31 +70,17 @@ def pooled(results: dict[str, Any], fraction: float, min_seeds: int = 4) -> list
                     if late is None:
                         continue
                     key = settings_key({**run["config"], "seed": 0})
-                    group = groups.setdefault(
-                        key, {"env": entry["env"], "algo": algo, "runs": {}, "suites": {}}
-                    )
-                    kept = group["runs"].get(late["seed"])
-                    if kept is None or (kept["repeat"] and not repeat):
-                        group["runs"][late["seed"]] = {**late, "repeat": repeat}
-                        group["suites"][late["seed"]] = suite
+                    _, _, by_seed = groups.setdefault(key, (entry["env"], algo, {}))
+                    kept = by_seed.get(late["seed"])
+                    if kept is None or (kept[2] and not repeat):
+                        by_seed[late["seed"]] = (late, suite, repeat)
     table = []
-    for group in groups.values():
-        if len(group["runs"]) >= min_seeds:
-            seeds = sorted(group["runs"])
-            suites = sorted(set(group["suites"].values()))
-            runs = [{k: v for k, v in group["runs"][s].items() if k != "repeat"} for s in seeds]
-            table.append(
-                {"env": group["env"], "algo": group["algo"], "suites": suites, "runs": runs}
-            )
+    for env, algo, by_seed in groups.values():
+        if len(by_seed) >= min_seeds:
+            runs = [by_seed[seed][0] for seed in sorted(by_seed)]
+            suites = sorted({suite for _, suite, _ in by_seed.values()})
+            table.append({"env": env, "algo": algo, "suites": suites, "runs": runs})
     return sorted(table, key=lambda row: (row["env"], row["algo"], row["suites"]))
-
-
-def _is_repeat(result: dict[str, Any]) -> bool:
-    """Whether the suite trains again runs other suites recorded (its file says repeat)."""
-    path = REPO / result.get("suite_file", "")
-    if not path.is_file():
-        return False
-    return bool((yaml.safe_load(path.read_text()) or {}).get("repeat", False))
 
 
 def _late(run: dict[str, Any], fraction: float) -> dict[str, Any] | None:

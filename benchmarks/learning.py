@@ -58,7 +58,6 @@ from benchmarks.grid import (
     REPO,
     Recorded,
     RunSpec,
-    cpu_model,
     execute,
     is_done,
     read_current,
@@ -227,6 +226,7 @@ def collect(suite: Suite, recorded: Recorded | None = None) -> dict[str, Any]:
         "machine": machine(),
         "aggregated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         **({"ablation": suite.ablation} if suite.ablation else {}),
+        **({"repeat": True} if suite.repeat else {}),  # its runs train others' again
         "envs": envs,
     }
 
@@ -238,7 +238,6 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads_per_run": 1,
     }

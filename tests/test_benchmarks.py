@@ -199,6 +199,9 @@ def test_recorded_runs_are_not_trained_again_and_count_for_any_suite_of_their_se
     repeated = load_suite(repeated)
     (again,) = [spec for spec in plan(repeated) if spec.seed == 0]
     assert recorded(repeated, docs).find(again) is None
+    # its record says so, for tables that pool seeds across suites (late_returns)
+    assert learning.collect(repeated)["repeat"] is True
+    assert "repeat" not in learning.collect(adopted)
 
 
 def _ppo_spec(tmp_path, **changes):
@@ -448,7 +451,7 @@ def test_late_returns_average_the_evaluations_of_the_last_part_of_training(tmp_p
     assert late_returns.main(["--results", str(path), "--fraction", "0"]) == 2
 
 
-def test_late_returns_pool_the_seeds_of_one_setting_across_suites(tmp_path):
+def test_late_returns_pool_the_seeds_of_one_setting_across_suites():
     from benchmarks import late_returns
 
     preset = make_config(env="MemoryStates-v0", n_timesteps=1000).to_dict()
@@ -466,14 +469,12 @@ def test_late_returns_pool_the_seeds_of_one_setting_across_suites(tmp_path):
             "curve": curve,
         }
 
-    def suite(name, runs, suite_file=""):
+    def suite(name, runs, repeat=False):
         algos = {"recurrent_ppo": {"runs": runs}}
-        return {"suite_file": suite_file, "envs": [{"env": "MemoryStates-v0", "algos": algos}]}
+        return {"repeat": repeat, "envs": [{"env": "MemoryStates-v0", "algos": algos}]}
 
-    repeat_file = tmp_path / "again.yaml"
-    repeat_file.write_text("name: again\nrepeat: true\n")
     results = {
-        "again": suite("again", [run(preset, 0, 99.0)], str(repeat_file)),  # seed 0 retrained
+        "again": suite("again", [run(preset, 0, 99.0)], repeat=True),  # seed 0 retrained
         "first": suite("first", [run(preset, s, 10.0 * (s + 1)) for s in (0, 1, 2)]),
         "more": suite("more", [run(preset, s, 10.0 * (s + 1)) for s in (3, 4)]),
         "other": suite("other", [run(ablation, s, 5.0) for s in range(5)]),
