@@ -42,38 +42,28 @@ def late_mean(curve: dict[str, list[float]], n_timesteps: int, fraction: float) 
     return float(np.mean(late)) if late else None
 
 
-def rows(results: dict[str, Any], fraction: float, suites: list[str] | None = None) -> list[dict]:
+def rows(results: dict[str, Any], fraction: float) -> list[dict]:
     """One row per suite, env and algorithm whose runs are judged by their return."""
-    table = []
-    for suite, result in results.items():
-        if suites and suite not in suites:
-            continue
-        for entry in result["envs"]:
-            for algo, stats in (entry.get("algos") or {}).items():
-                runs = [_late(run, fraction) for run in stats.get("runs", [])]
-                runs = sorted((run for run in runs if run), key=lambda run: run["seed"])
-                if runs:
-                    table.append({"suite": suite, "env": entry["env"], "algo": algo, "runs": runs})
-    return table
+    table: dict[tuple[str, str, str], list[dict]] = {}
+    for suite, _, env, algo, _, late in _judged(results, fraction):
+        table.setdefault((suite, env, algo), []).append(late)
+    return [
+        {"suite": suite, "env": env, "algo": algo, "runs": sorted(runs, key=lambda r: r["seed"])}
+        for (suite, env, algo), runs in table.items()
+    ]
 
 
 def pooled(results: dict[str, Any], fraction: float, min_seeds: int = 4) -> list[dict]:
     """One row per setting that the suites together ran on at least ``min_seeds`` seeds."""
     # settings (seed aside) -> env, algorithm and, per seed, (late row, suite, repeat suite?)
     groups: dict[str, tuple[str, str, dict[int, tuple[dict, str, bool]]]] = {}
-    for suite, result in results.items():
+    for suite, result, env, algo, run, late in _judged(results, fraction):
         repeat = result.get("repeat", False)
-        for entry in result["envs"]:
-            for algo, stats in (entry.get("algos") or {}).items():
-                for run in stats.get("runs", []):
-                    late = _late(run, fraction)
-                    if late is None:
-                        continue
-                    key = settings_key({**run["config"], "seed": 0})
-                    _, _, by_seed = groups.setdefault(key, (entry["env"], algo, {}))
-                    kept = by_seed.get(late["seed"])
-                    if kept is None or (kept[2] and not repeat):
-                        by_seed[late["seed"]] = (late, suite, repeat)
+        key = settings_key({**run["config"], "seed": 0})
+        _, _, by_seed = groups.setdefault(key, (env, algo, {}))
+        kept = by_seed.get(late["seed"])
+        if kept is None or (kept[2] and not repeat):
+            by_seed[late["seed"]] = (late, suite, repeat)
     table = []
     for env, algo, by_seed in groups.values():
         if len(by_seed) >= min_seeds:
@@ -81,6 +71,18 @@ def pooled(results: dict[str, Any], fraction: float, min_seeds: int = 4) -> list
             suites = sorted({suite for _, suite, _ in by_seed.values()})
             table.append({"env": env, "algo": algo, "suites": suites, "runs": runs})
     return sorted(table, key=lambda row: (row["env"], row["algo"], row["suites"]))
+
+
+def _judged(results: dict[str, Any], fraction: float):
+    """Every run judged by its return: suite name, suite result, env, algorithm, the run's
+    record and its late row (:func:`_late`)."""
+    for suite, result in results.items():
+        for entry in result["envs"]:
+            for algo, stats in (entry.get("algos") or {}).items():
+                for run in stats.get("runs", []):
+                    late = _late(run, fraction)
+                    if late is not None:
+                        yield suite, result, entry["env"], algo, run, late
 
 
 def _late(run: dict[str, Any], fraction: float) -> dict[str, Any] | None:
@@ -164,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         message = f"cannot read {args.results}: {error}; run benchmarks.learning first"
         print(message, file=sys.stderr)
         return 2
-    table = rows(results, args.fraction, args.suites)
-    chosen = {name: results[name] for name in args.suites or results if name in results}
+    chosen = {name: result for name, result in results.items() if name in (args.suites or results)}
+    table = rows(chosen, args.fraction)
     pooled_table = pooled(chosen, args.fraction)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {"fraction": args.fraction, "rows": table, "pooled": pooled_table}

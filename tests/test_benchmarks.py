@@ -469,16 +469,16 @@ def test_late_returns_pool_the_seeds_of_one_setting_across_suites():
             "curve": curve,
         }
 
-    def suite(name, runs, repeat=False):
+    def suite(runs, repeat=False):
         algos = {"recurrent_ppo": {"runs": runs}}
         return {"repeat": repeat, "envs": [{"env": "MemoryStates-v0", "algos": algos}]}
 
     results = {
-        "again": suite("again", [run(preset, 0, 99.0)], repeat=True),  # seed 0 retrained
-        "first": suite("first", [run(preset, s, 10.0 * (s + 1)) for s in (0, 1, 2)]),
-        "more": suite("more", [run(preset, s, 10.0 * (s + 1)) for s in (3, 4)]),
-        "other": suite("other", [run(ablation, s, 5.0) for s in range(5)]),
-        "short": suite("short", [run({**preset, "n_epochs": 3}, s, 1.0) for s in range(3)]),
+        "again": suite([run(preset, 0, 99.0)], repeat=True),  # seed 0 retrained
+        "first": suite([run(preset, s, 10.0 * (s + 1)) for s in (0, 1, 2)]),
+        "more": suite([run(preset, s, 10.0 * (s + 1)) for s in (3, 4)]),
+        "other": suite([run(ablation, s, 5.0) for s in range(5)]),
+        "short": suite([run({**preset, "n_epochs": 3}, s, 1.0) for s in range(3)]),
     }
     table = late_returns.pooled(results, fraction=0.5)
     assert [(row["suites"], [r["final"] for r in row["runs"]]) for row in table] == [
