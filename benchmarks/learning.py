@@ -19,7 +19,9 @@ A run is found by its settings: one another suite trained with the settings this
 
 A suite file (see benchmarks/suites/): ``name``, ``seeds``, ``algos``, optional
 ``runs_root`` (default ``runs/benchmark/<name>``), ``notes`` (markdown shown under the
-suite's table) and ``envs``, a mapping from env id to a block whose keys may be
+suite's table), ``success_target`` (a success rate every recurrent_ppo seed is to reach: the
+table then checks it; suites of tasks without one, reported as measured, leave it out) and
+``envs``, a mapping from env id to a block whose keys may be
 
 - ``n_timesteps``: the budget; by default the env's preset budget (agents/presets.yaml);
 - ``seeds``, ``algos``: this env's own grid, instead of the suite's;
@@ -90,6 +92,7 @@ class Suite:
     notes: str = ""
     ablation: dict[str, str] | None = None  # {feature, baseline}: see the module's docstring
     repeat: bool = False  # only its own runs count: see the module's docstring
+    success_target: float | None = None  # see the module's docstring
 
 
 def load_suite(path: str | Path) -> Suite:
@@ -126,8 +129,13 @@ def load_suite(path: str | Path) -> Suite:
     repeat = data.get("repeat", False)
     if not isinstance(repeat, bool):
         raise ValueError(f"{path}: repeat must be true or false, got {repeat!r}")
+    target = data.get("success_target")
+    if target is not None and (
+        isinstance(target, bool) or not isinstance(target, int | float) or not 0 < target <= 1
+    ):
+        raise ValueError(f"{path}: success_target must be a number in (0, 1], got {target!r}")
     notes = str(data.get("notes", "")).strip()
-    return Suite(name, path, runs_root, entries, notes, ablation, repeat)
+    return Suite(name, path, runs_root, entries, notes, ablation, repeat, target)
 
 
 def _start_from_baseline(entries: list[EnvEntry], baseline_path: Path, path: Path) -> None:
@@ -227,6 +235,7 @@ def collect(suite: Suite, recorded: Recorded | None = None) -> dict[str, Any]:
         "aggregated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         **({"ablation": suite.ablation} if suite.ablation else {}),
         **({"repeat": True} if suite.repeat else {}),  # its runs train others' again
+        **({"success_target": suite.success_target} if suite.success_target else {}),
         "envs": envs,
     }
 

@@ -77,6 +77,8 @@ def test_results_are_written_after_every_run_and_outlive_the_run_folders(tmp_pat
     assert "MemoryStates-v0" in markdown
     # the return table's columns are the algorithms the suite plans
     assert "| episodes | recurrent_ppo | wall time per run (s): rppo |" in markdown
+    # a suite without a success_target reports as measured: no target column
+    assert "| ppo_framestack | ppo <= ceiling |" in markdown and "rppo >=" not in markdown
 
     # the preset changes: recorded runs no longer count, finished folders are set aside and
     # trained again
@@ -553,3 +555,24 @@ def test_the_throughput_bound_adds_the_lstm_kernels_time_to_ppo_mlps():
     timed = LstmKernels(lstm, config, bptt_length=4).measure()
     assert timed["steps_per_s"] > 0 and 0 < timed["train_fraction"] < 1
     assert lstm.weight_hh_l0.grad is None  # timed on a copy: the policy's LSTM is untouched
+
+
+def test_the_success_target_is_checked_only_where_a_suite_sets_one(tmp_path):
+    from benchmarks.tables import checks
+
+    def seeds(*rates):
+        return {"success_rate": {"mean": 0}, "runs": [{"success_rate": r} for r in rates]}
+
+    row = {
+        "memoryless_ceiling": 0.5,
+        "algos": {"recurrent_ppo": seeds(0.99, 0.9), "ppo": {**seeds(0.5), "episodes": 100}},
+    }
+    assert checks(row, 0.95) == ["no (worst seed 0.90)", "yes"]
+    assert checks(row, 0.9) == ["yes", "yes"]
+    assert checks(row, None) == ["yes"]  # reported as measured: only the ceiling's check
+    assert load_suite(_suite(tmp_path)).success_target is None
+    assert load_suite(REPO / "benchmarks/suites/memory.yaml").success_target == 0.95
+    path = _suite(tmp_path)
+    path.write_text(path.read_text() + "success_target: 95\n")
+    with pytest.raises(ValueError, match="success_target must be a number in"):
+        load_suite(path)
