@@ -88,7 +88,9 @@ def render_suite(result: dict[str, Any]) -> list[str]:
     success_rows = [r for r in rows if any(a["success_rate"] for a in r["algos"].values())]
     if success_rows:
         target = result.get("success_target")
-        reached = f"*rppo >= {target:g}*: every seed of recurrent_ppo reached it. " * bool(target)
+        reached = ""
+        if target:
+            reached = f"*rppo >= {target:g}*: every seed of recurrent_ppo reached it. "
         lines += [
             "Success rate of the final evaluation (fresh episodes, deterministic actions), "
             f"mean ± std over seeds (number of seeds). {reached}*ppo <= ceiling*: every seed of "
