@@ -308,7 +308,8 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         f"without any LSTM. {BOUND}: PPO-MLP's time per step plus that of the actor LSTM's "
         "kernels alone (one oneDNN cell step per rollout step, forward and backward over every "
         "minibatch, timed in the same repetitions): the most any implementation with this "
-        "LSTM could reach on this machine.",
+        "LSTM could reach on this machine. docs/time_split.md splits one iteration of "
+        "ours-privileged and PPO-MLP into phases (benchmarks/time_split.py).",
         "",
     ]
     for result in report["configs"]:
@@ -403,9 +404,7 @@ def main(argv: list[str] | None = None) -> None:
     th.set_num_threads(1)
     report: dict[str, Any] = {
         "command": "python -m benchmarks.throughput " + " ".join(sys.argv[1:]),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"torch {th.__version__}, sb3 {stable_baselines3.__version__}, "
-        f"sb3-contrib {sb3_contrib.__version__}",
+        "machine": machine_line(),
         "load_before": [round(x, 2) for x in os.getloadavg()],
         "repetitions": args.repetitions,
         "hidden": args.hidden,
@@ -420,6 +419,14 @@ def main(argv: list[str] | None = None) -> None:
         report["threads"] = thread_study(CONFIGS[args.configs[0]], args)
     save(report, args.out)
     print(args.out.with_suffix(".md").read_text())
+
+
+def machine_line() -> str:
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"torch {th.__version__}, sb3 {stable_baselines3.__version__}, "
+        f"sb3-contrib {sb3_contrib.__version__}"
+    )
 
 
 def save(report: dict[str, Any], out: Path) -> None:

@@ -557,6 +557,23 @@ def test_the_throughput_bound_adds_the_lstm_kernels_time_to_ppo_mlps():
     assert lstm.weight_hh_l0.grad is None  # timed on a copy: the policy's LSTM is untouched
 
 
+def test_the_time_split_times_every_phase_and_leaves_torch_as_it_was():
+    import torch
+
+    from benchmarks.throughput import Config, build
+    from benchmarks.time_split import PHASES, PhaseClock
+
+    config = Config("tiny", "CartPole-P-v1", iterations=1, n_envs=2, n_steps=16, batch_size=16)
+    backward, clip = torch.Tensor.backward, torch.nn.utils.clip_grad_norm_
+    for impl in ("ppo-mlp", "ours-privileged"):
+        split = PhaseClock(build(impl, config, 8, 8, seed=0), config).measure()
+        assert all(split[phase] > 0 for phase in PHASES), split
+        # the phases tile the two totals they are cut from
+        assert sum(split[phase] for phase in PHASES) == pytest.approx(
+            split["rollout"] + split["train"]
+        )
+    assert torch.Tensor.backward is backward and torch.nn.utils.clip_grad_norm_ is clip
+
 def test_the_success_target_is_checked_only_where_a_suite_sets_one(tmp_path):
     from benchmarks.tables import checks
 
