@@ -574,6 +574,7 @@ def test_the_time_split_times_every_phase_and_leaves_torch_as_it_was():
         )
     assert torch.Tensor.backward is backward and torch.nn.utils.clip_grad_norm_ is clip
 
+
 def test_the_success_target_is_checked_only_where_a_suite_sets_one(tmp_path):
     from benchmarks.tables import checks
 
