@@ -402,15 +402,8 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     th.set_num_threads(1)
-    report: dict[str, Any] = {
-        "command": "python -m benchmarks.throughput " + " ".join(sys.argv[1:]),
-        "machine": machine_line(),
-        "load_before": [round(x, 2) for x in os.getloadavg()],
-        "repetitions": args.repetitions,
-        "hidden": args.hidden,
-        "default_bptt_length": DEFAULT_BPTT_LENGTH,
-        "configs": [],
-    }
+    report = report_header("benchmarks.throughput", args)
+    report |= {"default_bptt_length": DEFAULT_BPTT_LENGTH, "configs": []}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for name in args.configs:
         report["configs"].append(run_config(CONFIGS[name], args))
@@ -421,12 +414,17 @@ def main(argv: list[str] | None = None) -> None:
     print(args.out.with_suffix(".md").read_text())
 
 
-def machine_line() -> str:
-    return (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+def report_header(module: str, args: argparse.Namespace) -> dict[str, Any]:
+    """What a timing report says first: its command, the machine, the load before it ran."""
+    return {
+        "command": f"python -m {module} " + " ".join(sys.argv[1:]),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"torch {th.__version__}, sb3 {stable_baselines3.__version__}, "
-        f"sb3-contrib {sb3_contrib.__version__}"
-    )
+        f"sb3-contrib {sb3_contrib.__version__}",
+        "load_before": [round(x, 2) for x in os.getloadavg()],
+        "repetitions": args.repetitions,
+        "hidden": args.hidden,
+    }
 
 
 def save(report: dict[str, Any], out: Path) -> None:

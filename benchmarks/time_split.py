@@ -17,7 +17,6 @@ import argparse
 import contextlib
 import os
 import statistics
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -30,7 +29,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from agents import atomic
 from agents.recurrent.ppo import DEFAULT_BPTT_LENGTH
-from benchmarks.throughput import CONFIGS, Config, LstmKernels, build, machine_line
+from benchmarks.throughput import CONFIGS, Config, LstmKernels, build, report_header
 
 IMPLEMENTATIONS = ("ppo-mlp", "ours-privileged")
 ROLLOUT_PHASES = ("policy forward", "env step", "buffer add", "rollout: rest")
@@ -207,13 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/time_split"))
     args = parser.parse_args(argv)
     th.set_num_threads(1)
-    report: dict[str, Any] = {
-        "command": "python -m benchmarks.time_split " + " ".join(sys.argv[1:]),
-        "machine": machine_line(),
-        "load_before": [round(x, 2) for x in os.getloadavg()],
-        "repetitions": args.repetitions,
-        "hidden": args.hidden,
-    }
+    report = report_header("benchmarks.time_split", args)
     report |= measure(CONFIGS["halfcheetah"], args.repetitions, args.hidden, args.seed)
     report["load_after"] = [round(x, 2) for x in os.getloadavg()]
     args.out.parent.mkdir(parents=True, exist_ok=True)
