@@ -18,9 +18,6 @@ from agents import atomic
 from benchmarks.grid import REPO, TRANSFER_EPISODES
 
 DOCS = REPO / "docs"
-# The memory suite's success_target (benchmarks/suites/memory.yaml): a sweep counts a task
-# solved when every seed reaches it.
-TARGET_SUCCESS = 0.95
 
 
 ALGO_ORDER = ("recurrent_ppo", "ppo", "ppo_framestack")
