@@ -29,7 +29,14 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from agents import atomic
 from agents.recurrent.ppo import DEFAULT_BPTT_LENGTH
-from benchmarks.throughput import CONFIGS, Config, LstmKernels, build, report_header
+from benchmarks.throughput import (
+    CONFIGS,
+    Config,
+    LstmKernels,
+    build,
+    interleaved,
+    report_header,
+)
 
 IMPLEMENTATIONS = ("ppo-mlp", "ours-privileged")
 ROLLOUT_PHASES = ("policy forward", "env step", "buffer add", "rollout: rest")
@@ -43,6 +50,7 @@ TRAIN_PHASES = (
 )
 PHASES = (*ROLLOUT_PHASES, *TRAIN_PHASES)
 TOTALS = ("rollout", "train")  # collect_rollouts and train, whole
+PARTS = (*PHASES, *TOTALS)
 
 
 class PhaseClock:
@@ -112,7 +120,10 @@ class PhaseClock:
         train_parts = sum(s.get(phase, 0.0) for phase in TRAIN_PHASES[:-1])
         s["rollout: rest"] = s["rollout"] - rollout_parts
         s["train: loss and rest"] = s["train"] - train_parts
-        return {phase: 1000 * s.get(phase, 0.0) / iterations for phase in (*PHASES, *TOTALS)}
+        split = {phase: 1000 * s.get(phase, 0.0) / iterations for phase in PARTS}
+        # as throughput.TimedModel reports, for its interleaving
+        split["steps_per_s"] = self.steps_per_iteration * iterations / (s["rollout"] + s["train"])
+        return split
 
 
 def measure(config: Config, repetitions: int, hidden: int, seed: int) -> dict[str, Any]:
@@ -121,17 +132,11 @@ def measure(config: Config, repetitions: int, hidden: int, seed: int) -> dict[st
         for impl in IMPLEMENTATIONS
     }
     lstm = clocks["ours-privileged"].model.policy.lstm_actor
-    kernels = LstmKernels(lstm, config, DEFAULT_BPTT_LENGTH)
-    runs: dict[str, list[dict[str, float]]] = {impl: [] for impl in IMPLEMENTATIONS}
-    kernel_runs = []
-    for rep in range(repetitions):
-        order = IMPLEMENTATIONS[rep % 2 :] + IMPLEMENTATIONS[: rep % 2]
-        for impl in order:
-            runs[impl].append(clocks[impl].measure())
-            print(f"  rep {rep} {impl:16s} {sum(runs[impl][-1][t] for t in TOTALS):7.0f} ms")
-        kernel_runs.append(kernels.measure())
+    timed = {**clocks, "LSTM kernels": LstmKernels(lstm, config, DEFAULT_BPTT_LENGTH)}
+    runs = interleaved(timed, repetitions)
+    kernel_runs = runs.pop("LSTM kernels")
     medians = {
-        impl: {phase: statistics.median(run[phase] for run in impl_runs) for phase in impl_runs[0]}
+        impl: {phase: statistics.median(run[phase] for run in impl_runs) for phase in PARTS}
         for impl, impl_runs in runs.items()
     }
     steps = config.n_envs * config.n_steps * config.iterations
@@ -176,7 +181,7 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         "| phase | ppo-mlp | ours-privileged | difference |",
         "|---|---:|---:|---:|",
     ]
-    for phase in (*PHASES, *TOTALS):
+    for phase in PARTS:
         name = f"**{phase} (total)**" if phase in TOTALS else phase
         lines.append(
             f"| {name} | {mlp[phase]:.1f} | {ours[phase]:.1f} | {ours[phase] - mlp[phase]:+.1f} |"
