@@ -309,6 +309,8 @@ def _evaluate_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Evaluate a trained agent: statistics, and optionally a video, memory "
         "traces, probes of what the memory holds and an HTML report.",
+        epilog="Output files (--json, --video, --trace, --export) replace any file of that "
+        "name, and missing folders on their paths are created.",
     )
     parser.add_argument("path", metavar="RUN_DIR|MODEL.zip", help="run folder or model file")
     parser.add_argument("--episodes", type=int, help="episodes to evaluate (default: 100)")

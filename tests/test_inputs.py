@@ -135,6 +135,10 @@ def test_privileged_run_evaluates_and_traces_with_the_actor_alone(tmp_path):
     trace = record_trace(run, n_episodes=1)
     assert trace["obs"].shape[1] == 7  # what the actor saw, without the privileged state
     assert [layer for layer in trace.layers] == ["actor/layer0"]  # no critic memory to trace
+    with pytest.raises(UserError, match="do not match") as mismatch:
+        agents.load(run_dir, env="CartPole-P-v1").make_env()
+    # the critic's input (zeros on any env) is left out: the actor's is what differs
+    assert "(7,)" in str(mismatch.value) and "privileged" not in str(mismatch.value)
 
 
 def test_privileged_critic_is_refused_without_a_critic_of_its_own():
