@@ -594,3 +594,27 @@ def test_the_success_target_is_checked_only_where_a_suite_sets_one(tmp_path):
     path.write_text(path.read_text() + "success_target: 95\n")
     with pytest.raises(ValueError, match="success_target must be a number in"):
         load_suite(path)
+
+
+def test_seed_table_shows_each_seed_beside_the_mean(tmp_path, capsys):
+    from benchmarks import seed_table
+
+    def runs(*returns):
+        return {"runs": [{"seed": s, "mean_return": r} for s, r in enumerate(returns)]}
+
+    suite = {
+        "suite": "robots",
+        "envs": [
+            {"env": "A-v0", "algos": {"recurrent_ppo": runs(10, 20, 33), "ppo": runs(5)}},
+            {"env": "B-v0", "algos": {"ppo": runs(7, 9)}},
+        ],
+    }
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"robots": suite}))
+    assert seed_table.main(["robots", "B-v0", "A-v0", "--results", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2] == "| B-v0 | not run | 8 (7 / 9) | not run | 0-1 |"
+    assert lines[3] == "| A-v0 | 21 (10 / 20 / 33) | 5 | not run | 0-2 |"
+    assert seed_table.main(["robots", "C-v0", "--results", str(path)]) == 2
+    assert seed_table.main(["other", "A-v0", "--results", str(path)]) == 2
+    assert "no env 'C-v0'" in capsys.readouterr().err
