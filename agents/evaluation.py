@@ -37,8 +37,11 @@ def evaluate(
     task's memoryless_ceiling (None when it states none), and deterministic, seed and n_envs,
     which name the episodes: env i of n_envs is seeded seed + i.
     """
-    if n_episodes <= 0 or n_envs <= 0 or video_episodes <= 0:
-        raise UserError("episodes, n_envs and video episodes must be positive integers")
+    counts = {"n_episodes (--episodes)": n_episodes, "n_envs (--n-envs)": n_envs,
+              "video_episodes (--video-episodes)": video_episodes}  # fmt: skip
+    for name, count in counts.items():
+        if count <= 0:
+            raise UserError(f"{name} must be a positive integer, got {count}")
     if video is not None and Path(video).suffix not in VIDEO_SUFFIXES:
         raise UserError(f"video {video} must end in .mp4 or .gif")
     run = run if isinstance(run, Run) else load(run)

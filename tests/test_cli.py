@@ -242,6 +242,10 @@ def test_evaluate_user_errors(tmp_path, memory_run):
     _assert_user_error(
         run_script("evaluate.py", str(memory_run), "--video", "v.avi"), "must end in .mp4 or .gif"
     )
+    _assert_user_error(
+        run_script("evaluate.py", str(memory_run), "--episodes", "-1"),
+        "n_episodes (--episodes) must be a positive integer, got -1",
+    )
 
 
 def test_normalised_run_on_an_env_of_other_spaces_is_a_mismatch_not_a_corrupt_file(
