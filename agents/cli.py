@@ -376,6 +376,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     from agents.runs import load
 
     env_kwargs = parse_assignments(args.env_kwargs, "--env-kwargs") if args.env_kwargs else None
+    _check_output_files(
+        {"--json": args.json, "--video": args.video, "--trace": args.trace, "--export": args.export}
+    )
     check_trace_options(args.trace, args.trace_episodes)
     if args.export:
         check_export_target(args.export)
@@ -417,6 +420,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         if args.report:
             print(f"Report: {write_report(run, metrics, trace, probes, seed=args.seed)}")
     return 0
+
+
+def _check_output_files(outputs: dict[str, str | None]) -> None:
+    """Before any work: a path that names a folder would only fail once everything ran."""
+    for flag, path in outputs.items():
+        if path is not None and Path(path).is_dir():
+            raise UserError(f"{flag} {path} is a folder; give the path of a file to write")
 
 
 def _print_metrics(metrics: dict[str, Any]) -> None:

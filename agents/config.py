@@ -124,6 +124,8 @@ class TrainConfig:
         ):
             if getattr(self, name) <= 0:
                 raise UserError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.seed < 0:
+            raise UserError(f"seed must be >= 0 (Gymnasium seeds envs with it), got {self.seed}")
         for name in ("eval_freq", "checkpoint_freq"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0 (0 disables it), got {getattr(self, name)}")

@@ -42,6 +42,8 @@ def evaluate(
     for name, count in counts.items():
         if count <= 0:
             raise UserError(f"{name} must be a positive integer, got {count}")
+    if seed < 0:
+        raise UserError(f"seed (--seed) must be >= 0 (Gymnasium seeds envs with it), got {seed}")
     if video is not None and Path(video).suffix not in VIDEO_SUFFIXES:
         raise UserError(f"video {video} must end in .mp4 or .gif")
     run = run if isinstance(run, Run) else load(run)

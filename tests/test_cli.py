@@ -114,6 +114,7 @@ def _assert_user_error(result, *fragments):
         (["--env", "no_such_module:Env"], ["cannot import module 'no_such_module'"]),
         (["--set", "lerning_rate=0.1"], ["unknown config key 'lerning_rate'", "learning_rate"]),
         (["--timesteps", "0"], ["n_timesteps must be a positive integer, got 0"]),
+        (["--seed", "-1"], ["seed must be >= 0", "got -1"]),
         (["--set", "batch_size=100000"], ["batch_size 100000 is larger than one rollout"]),
         (["--set", "gamma"], ["--set expects key=value"]),
         (["--config", "missing.yaml"], ["config file missing.yaml does not exist"]),
@@ -225,7 +226,7 @@ def test_existing_run_folder_is_never_overwritten(tmp_path):
     assert sorted(p.name for p in run_dir.iterdir()) == ["model.zip"]
 
 
-def test_evaluate_user_errors(tmp_path, memory_run):
+def test_evaluate_user_errors(tmp_path, memory_run, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     _assert_user_error(run_script("evaluate.py", str(empty)), "no model.zip in")
@@ -242,10 +243,12 @@ def test_evaluate_user_errors(tmp_path, memory_run):
     _assert_user_error(
         run_script("evaluate.py", str(memory_run), "--video", "v.avi"), "must end in .mp4 or .gif"
     )
-    _assert_user_error(
-        run_script("evaluate.py", str(memory_run), "--episodes", "-1"),
-        "n_episodes (--episodes) must be a positive integer, got -1",
-    )
+    for args, fragment in [
+        (["--episodes", "-1"], "n_episodes (--episodes) must be a positive integer, got -1"),
+        (["--seed", "-3"], "seed (--seed) must be >= 0"),
+        (["--json", str(tmp_path)], f"--json {tmp_path} is a folder"),
+    ]:
+        _assert_user_error(_in_process(evaluate_main, [str(memory_run), *args], capsys), fragment)
 
 
 def test_normalised_run_on_an_env_of_other_spaces_is_a_mismatch_not_a_corrupt_file(
