@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.registration import load_env_creator
 from stable_baselines3.common.env_util import make_vec_env
@@ -91,7 +92,42 @@ def make_single_env(env: str, env_kwargs: dict[str, Any] | None = None, **make_k
         ) from None
     if not isinstance(made, gym.Env):
         raise UserError(f"{env!r} returned {type(made).__name__}, not a gymnasium.Env")
+    for name in ("observation_space", "action_space"):
+        if not isinstance(getattr(made, name, None), spaces.Space):
+            raise UserError(
+                f"env {env!r} has no {name} (a gymnasium.spaces.Space); set "
+                "self.observation_space and self.action_space in its __init__"
+            )
     return follow_tracked_body(made) if "render_mode" in kwargs else made
+
+
+def check_first_observation(env_id: str, env: gym.Env, seed: int) -> None:
+    """UserError unless ``reset`` gives an observation of the shape ``observation_space``
+    declares (a mismatch otherwise fails deep inside the vectorised env). Values outside a
+    Box's bounds pass: many envs exceed theirs, and the agents do not rely on them."""
+    observation, _ = env.reset(seed=seed)
+    problem = _observation_mismatch(env.observation_space, observation)
+    if problem is not None:
+        raise UserError(
+            f"env {env_id!r}: reset() returned an observation of {problem}; make the "
+            "observations and observation_space agree"
+        )
+
+
+def _observation_mismatch(space: gym.Space, observation: Any) -> str | None:
+    if isinstance(space, spaces.Box):
+        shape = np.shape(observation)
+        return None if shape == space.shape else f"shape {shape}, its observation_space {space}"
+    if isinstance(space, spaces.Dict):
+        if not isinstance(observation, dict) or set(observation) != set(space.spaces):
+            keys = sorted(observation) if isinstance(observation, dict) else type(observation)
+            return f"keys {keys}, its observation_space keys {sorted(space.spaces)}"
+        for key, subspace in space.spaces.items():
+            problem = _observation_mismatch(subspace, observation[key])
+            if problem is not None:
+                return f"{problem} (key {key!r})"
+        return None
+    return None if space.contains(observation) else f"{observation!r}, outside {space}"
 
 
 def cannot_render(env: str, reason: str) -> UserError:

@@ -15,7 +15,12 @@ from agents.algos import build_model
 from agents.callbacks import Checkpoints, Evaluations, run_logger, save_model
 from agents.config import TrainConfig, from_dict, make_config
 from agents.devices import check_device
-from agents.environments import make_single_env, make_vec, with_agent_inputs
+from agents.environments import (
+    check_first_observation,
+    make_single_env,
+    make_vec,
+    with_agent_inputs,
+)
 from agents.errors import UserError
 from agents.evaluation import evaluate
 from agents.insight.plots import LEARNING_CURVE_FILE, plot_learning_curve, save_png
@@ -161,7 +166,9 @@ def _finish(
 def _check_runnable(config: TrainConfig) -> None:
     """Fail on a bad env, env argument, input wrapper or device before a run folder exists."""
     check_device(config.device)
-    env = with_agent_inputs(make_single_env(config.env, config.env_kwargs), config)
+    single = make_single_env(config.env, config.env_kwargs)
+    check_first_observation(config.env, single, config.seed)
+    env = with_agent_inputs(single, config)
     env.close()
     if config.use_sde and not isinstance(env.action_space, gym.spaces.Box):
         raise UserError(

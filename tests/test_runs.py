@@ -142,6 +142,41 @@ def test_users_env_with_subprocess_envs(tmp_path, monkeypatch):
     assert (run_dir / "model.zip").is_file()
 
 
+BROKEN_ENVS = USER_ENV + textwrap.dedent("""
+    class NoSpaces(gym.Env):
+        pass
+
+    class WrongShape(Echo):
+        def reset(self, *, seed=None, options=None):
+            return np.zeros(3, np.float32), {}
+
+    class WrongKeys(Echo):
+        observation_space = gym.spaces.Dict({"a": gym.spaces.Box(0, 1, (2,))})
+
+        def reset(self, *, seed=None, options=None):
+            return {"b": np.zeros(2, np.float32)}, {}
+""")
+
+
+@pytest.mark.parametrize(
+    ("env_class", "fragment"),
+    [
+        ("NoSpaces", "has no observation_space (a gymnasium.spaces.Space); set"),
+        ("WrongShape", "reset() returned an observation of shape (3,), its observation_space"),
+        ("WrongKeys", "keys ['b'], its observation_space keys ['a']"),
+    ],
+)
+def test_users_env_that_breaks_gymnasiums_contract_is_told_what_to_fix(
+    env_class, fragment, tmp_path, monkeypatch
+):
+    (tmp_path / "broken_robot.py").write_text(BROKEN_ENVS)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(agents.UserError, match="broken_robot") as error:
+        agents.train(env=f"broken_robot:{env_class}", runs_root=tmp_path / "runs", **TINY)
+    assert fragment in str(error.value)
+    assert not (tmp_path / "runs").exists(), "no half-made run folder"
+
+
 # Takes render_mode (so make passes it) but keeps none: Gymnasium's Env.render_mode is None.
 SILENT_ENV = USER_ENV + textwrap.dedent("""
     class Silent(Echo):
