@@ -41,9 +41,12 @@ def evaluate_main(argv: list[str] | None = None) -> int:
 
 def _render_headless_by_default() -> None:
     """MuJoCo picks its OpenGL backend when it is first imported: on a Linux machine without
-    a display (a server, a cluster node) only EGL works, so choose it unless the user did."""
+    a display (a server, a cluster node) only EGL works, so choose it unless the user did.
+    Gymnasium's classic-control envs draw with pygame, whose SDL would look for a display
+    there and print an error line that is none; its dummy driver draws off-screen alike."""
     if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
         os.environ.setdefault("MUJOCO_GL", "egl")
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
 
 def _guarded(action: Callable[[], int]) -> int:

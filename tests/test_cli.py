@@ -311,3 +311,17 @@ def test_gif_plays_in_real_time_at_any_render_fps(fps):
     every, delay_ms = gif_timing(fps)
     assert delay_ms >= 20 and delay_ms % 10 == 0  # what browsers play as written
     assert abs(every * 1000 / fps - delay_ms) / delay_ms < 0.25  # about real time
+
+
+def test_classic_control_video_on_a_machine_without_display_prints_no_error(tmp_path):
+    """pygame's SDL looks for a display and prints an "error:" line that is none."""
+    run_dir = agents.train(env="CartPole-P-v1", run_dir=tmp_path / "run", **TINY_TRAIN)
+    headless = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "SDL_VIDEODRIVER")}
+    result = subprocess.run(
+        [sys.executable, str(REPO / "evaluate.py"), str(run_dir), "--episodes", "1",
+         "--video", str(tmp_path / "cartpole.gif")],
+        env={**headless, "PYTHONPATH": str(REPO), "XDG_RUNTIME_DIR": ""},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert (tmp_path / "cartpole.gif").stat().st_size > 1000
