@@ -34,7 +34,7 @@ from stable_baselines3.common.vec_env import (
 import envs  # noqa: F401  (registers our ids)
 from agents.config import TrainConfig
 from agents.errors import UserError
-from agents.inputs import OBSERVATION_KEY, PRIVILEGED_KEY, PreviousStep, PrivilegedObservation
+from agents.inputs import PRIVILEGED_KEY, PreviousStep, PrivilegedObservation, actor_space
 from agents.interruption import ignore_in_worker
 from envs.mujoco_camera import follow_tracked_body
 from envs.mujoco_notices import quiet_gymnasium_notices
@@ -305,20 +305,12 @@ def spaces_mismatch(
 ) -> UserError:
     """The one error for a model (or its normalisation) and an env of other spaces."""
     trained_obs, env_obs = trained[0], env.observation_space
-    if _acting_part(trained_obs) != _acting_part(env_obs):
+    if actor_space(trained_obs) != actor_space(env_obs):
         # A privileged critic's input is filled in for any env (zeros where it offers none),
         # so only what the actor reads can be the mismatch; the rest would hide it.
-        trained_obs, env_obs = _acting_part(trained_obs), _acting_part(env_obs)
+        trained_obs, env_obs = actor_space(trained_obs), actor_space(env_obs)
     return UserError(
         f"model and env do not match: the model takes observations {trained_obs} and acts in "
         f"{trained[1]}, env {env_id!r} gives {env_obs} and takes "
         f"{env.action_space}; evaluate on an env with the same spaces"
     )
-
-
-def _acting_part(space: gym.Space) -> gym.Space:
-    """What the actor reads of an observation space: a privileged critic's Dict holds it under
-    OBSERVATION_KEY beside the critic's privileged state."""
-    if isinstance(space, spaces.Dict) and PRIVILEGED_KEY in space.spaces:
-        return space[OBSERVATION_KEY]
-    return space

@@ -204,6 +204,14 @@ class PrivilegedObservation(gym.Wrapper):
         return {OBSERVATION_KEY: observation, PRIVILEGED_KEY: state}
 
 
+def actor_space(space: gym.Space) -> gym.Space:
+    """What the actor reads of an observation space: the ``observation`` part of the Dict that
+    ``PrivilegedObservation`` makes, else the whole space."""
+    if isinstance(space, spaces.Dict) and PRIVILEGED_KEY in space.spaces:
+        return space[OBSERVATION_KEY]
+    return space
+
+
 def _no_state_message(env: gym.Env) -> str:
     name = env.spec.id if env.spec else type(env.unwrapped).__name__
     return (
