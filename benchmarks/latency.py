@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -40,6 +39,7 @@ from agents.algos import build_model
 from agents.config import make_config
 from agents.environments import make_vec
 from agents.runs import MODEL_FILE, VECNORMALIZE_FILE, Run, load, save_config
+from benchmarks.throughput import cpu_model
 
 POLICIES = {  # name: (env id, what it stands for)
     "mujoco": ("Hopper-P-v5", "MuJoCo preset: LSTM 128, heads [64, 64]"),
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     th.set_num_threads(1)
     report: dict[str, Any] = {
         "command": " ".join(["python -m benchmarks.latency", *sys.argv[1:]]).strip(),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        "machine": f"{cpu_model()}, {os.cpu_count()} CPUs, "
         f"torch {th.__version__}, onnxruntime {onnxruntime.__version__}, "
         f"sb3 {stable_baselines3.__version__}",
         "load_before": [round(x, 2) for x in os.getloadavg()],

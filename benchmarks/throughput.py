@@ -19,6 +19,7 @@ counts, interleaved the same way, on the first configuration.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -414,11 +415,21 @@ def main(argv: list[str] | None = None) -> None:
     print(args.out.with_suffix(".md").read_text())
 
 
+def cpu_model() -> str:
+    """The processor's model name ("AMD EPYC"), else its architecture. Every timing report
+    names it: the ratios between implementations differ from one processor model to another."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def report_header(module: str, args: argparse.Namespace) -> dict[str, Any]:
     """What a timing report says first: its command, the machine, the load before it ran."""
     return {
         "command": f"python -m {module} " + " ".join(sys.argv[1:]),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        "machine": f"{cpu_model()}, {os.cpu_count()} CPUs, "
         f"torch {th.__version__}, sb3 {stable_baselines3.__version__}, "
         f"sb3-contrib {sb3_contrib.__version__}",
         "load_before": [round(x, 2) for x in os.getloadavg()],

@@ -41,7 +41,7 @@ from agents.recurrent.policies import (
 # Chosen from docs/throughput.md and docs/parity.md. With oneDNN's LSTM kernel the cost of a
 # minibatch depends little on how its steps are cut (8 to 64 overlap within the repetitions'
 # spread on HalfCheetah-P), but long sequences mean more padding when episodes are short
-# (CartPole-P: 8 and 16 ~10-45 % faster than 32, 64 or None), and the GRU, which has no fused
+# (CartPole-P: 8 and 16 ~15-55 % faster than 32, 64 or None), and the GRU, which has no fused
 # kernel on CPU, pays per step (8 ~1.2x faster than 16). 8 and 16 are close; on the
 # 1-100-step memory task every length tried from 16 to None learned within seed noise of
 # sb3-contrib, and 16 keeps gradients over twice the horizon of 8.
