@@ -426,10 +426,18 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _check_output_files(outputs: dict[str, str | None]) -> None:
-    """Before any work: a path that names a folder would only fail once everything ran."""
+    """Before any work: a path that names a folder, or lies under a file, would only fail
+    once everything ran."""
     for flag, path in outputs.items():
-        if path is not None and Path(path).is_dir():
+        if path is None:
+            continue
+        if Path(path).is_dir():
             raise UserError(f"{flag} {path} is a folder; give the path of a file to write")
+        blocking = next((parent for parent in Path(path).parents if parent.is_file()), None)
+        if blocking is not None:
+            raise UserError(
+                f"{flag} {path}: {blocking} is a file, not a folder; give a path under a folder"
+            )
 
 
 def _print_metrics(metrics: dict[str, Any]) -> None:

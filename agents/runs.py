@@ -65,12 +65,19 @@ def create_run_dir(
 ) -> Path:
     """A new, empty run folder; never reuses one that holds anything."""
     path = Path(run_dir) if run_dir else Path(root) / run_name(config)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+    if path.is_file():
+        raise UserError(f"run folder {path} is a file; pass another --run-dir")
+    if path.exists() and any(path.iterdir()):
         raise UserError(
             f"run folder {path} already exists and is not empty; pass another --run-dir "
             "(nothing was overwritten)"
         )
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a file where a folder must go, no permission, a full disk
+        raise UserError(
+            f"cannot create run folder {path}: {error.strerror}; pass another --run-dir"
+        ) from None
     return path
 
 

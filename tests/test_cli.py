@@ -226,6 +226,18 @@ def test_existing_run_folder_is_never_overwritten(tmp_path):
     assert sorted(p.name for p in run_dir.iterdir()) == ["model.zip"]
 
 
+def test_run_folder_that_cannot_be_a_folder_is_a_user_error(tmp_path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("precious")
+    for run_dir, fragment in [
+        (notes, f"run folder {notes} is a file"),
+        (notes / "run", f"cannot create run folder {notes / 'run'}: Not a directory"),
+    ]:
+        result = _in_process(train_main, ["--run-dir", str(run_dir), *TINY_RUN], capsys)
+        _assert_user_error(result, fragment)
+    assert notes.read_text() == "precious"
+
+
 def test_evaluate_user_errors(tmp_path, memory_run, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -243,10 +255,12 @@ def test_evaluate_user_errors(tmp_path, memory_run, capsys):
     _assert_user_error(
         run_script("evaluate.py", str(memory_run), "--video", "v.avi"), "must end in .mp4 or .gif"
     )
+    corrupt_under = corrupt / "out" / "metrics.json"  # a folder that would have to be a file
     for args, fragment in [
         (["--episodes", "-1"], "n_episodes (--episodes) must be a positive integer, got -1"),
         (["--seed", "-3"], "seed (--seed) must be >= 0"),
         (["--json", str(tmp_path)], f"--json {tmp_path} is a folder"),
+        (["--trace", str(corrupt_under)], f"{corrupt} is a file, not a folder"),
     ]:
         _assert_user_error(_in_process(evaluate_main, [str(memory_run), *args], capsys), fragment)
 
