@@ -67,6 +67,11 @@ def _import_entry_point(env: str) -> Callable[..., gym.Env]:
                 f"cannot import module {module_name!r} for env {env!r}; run from the folder "
                 "that holds it or add that folder to PYTHONPATH"
             ) from None
+        if error.name:  # the env's module imports a package this Python does not have
+            raise UserError(
+                f"module {module_name!r} (env {env!r}) imports {error.name!r}, which is not "
+                f"installed; install the package that provides it into {sys.executable}"
+            ) from None
         raise
     factory = getattr(module, attr, None)
     if not callable(factory):

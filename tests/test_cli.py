@@ -134,6 +134,15 @@ def test_train_user_errors(args, fragments, tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "run").exists()
 
 
+def test_env_module_with_a_missing_dependency_names_it(tmp_path, monkeypatch, capsys):
+    (tmp_path / "robot_with_a_missing_dependency.py").write_text("import not_installed_xyz\n")
+    monkeypatch.chdir(tmp_path)
+    env = "robot_with_a_missing_dependency:Robot"
+    result = _in_process(train_main, ["--env", env, "--run-dir", "run"], capsys)
+    _assert_user_error(result, f"(env {env!r}) imports 'not_installed_xyz', which is not installed")
+    assert not (tmp_path / "run").exists()
+
+
 def test_user_error_from_the_script_itself(tmp_path):
     result = run_script("train.py", "--env", "MemoryState-v0", cwd=tmp_path)
     _assert_user_error(result, "unknown env id 'MemoryState-v0'")
