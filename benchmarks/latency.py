@@ -39,7 +39,7 @@ from agents.algos import build_model
 from agents.config import make_config
 from agents.environments import make_vec
 from agents.runs import MODEL_FILE, VECNORMALIZE_FILE, Run, load, save_config
-from benchmarks.throughput import cpu_model
+from benchmarks.grid import cpu_model
 
 POLICIES = {  # name: (env id, what it stands for)
     "mujoco": ("Hopper-P-v5", "MuJoCo preset: LSTM 128, heads [64, 64]"),

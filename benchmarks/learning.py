@@ -243,11 +243,8 @@ def collect(suite: Suite, recorded: Recorded | None = None) -> dict[str, Any]:
 def machine() -> dict[str, Any]:
     import torch
 
-    from benchmarks.throughput import cpu_model
-
     return {
         "platform": platform.platform(),
-        "cpu": cpu_model(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "cpu_count": os.cpu_count(),

@@ -19,11 +19,9 @@ counts, interleaved the same way, on the first configuration.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -44,6 +42,7 @@ from agents import atomic
 from agents.inputs import PrivilegedObservation
 from agents.recurrent.cells import step_cells
 from agents.recurrent.ppo import DEFAULT_BPTT_LENGTH, RecurrentPPO
+from benchmarks.grid import cpu_model
 
 
 @dataclass(frozen=True)
@@ -413,16 +412,6 @@ def main(argv: list[str] | None = None) -> None:
         report["threads"] = thread_study(CONFIGS[args.configs[0]], args)
     save(report, args.out)
     print(args.out.with_suffix(".md").read_text())
-
-
-def cpu_model() -> str:
-    """The processor's model name ("AMD EPYC"), else its architecture. Every timing report
-    names it: the ratios between implementations differ from one processor model to another."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def report_header(module: str, args: argparse.Namespace) -> dict[str, Any]:
