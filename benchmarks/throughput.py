@@ -3,11 +3,12 @@
 Every implementation trains on the same env with the same n_envs, n_steps, batch_size,
 n_epochs and heads (net_arch [64, 64]); the recurrent ones put an LSTM of ``--hidden`` units
 (with a separate critic LSTM, sb3-contrib's default) before the heads. Each model is built and
-warmed up once, then timed for ``--iterations`` rollout+train iterations per repetition, the
-implementations interleaved (rotating order) so that load from other processes on the machine
-hits all of them alike. Ratios are taken within a repetition, then the median is reported.
-Beside them the actor LSTM's kernels alone are timed (``LstmKernels``): added to PPO-MLP's
-time they bound what any implementation with that LSTM can reach.
+warmed up once in a process of its own (benchmarks/isolation.py: as in a real run, no other
+model shares its heap), then timed for ``--iterations`` rollout+train iterations per
+repetition, the implementations interleaved (rotating order) so that load from other processes
+on the machine hits all of them alike. Ratios are taken within a repetition, then the median
+is reported. Beside them the actor LSTM's kernels alone are timed (``LstmKernels``): added to
+PPO-MLP's time they bound what any implementation with that LSTM can reach.
 
 A thread study times our default and PPO-MLP at each of ``--thread-study`` torch thread
 counts, interleaved the same way, on the first configuration.
@@ -19,6 +20,7 @@ counts, interleaved the same way, on the first configuration.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -33,9 +35,13 @@ from typing import Any
 import sb3_contrib
 import stable_baselines3
 import torch as th
+import torch.nn.functional as F
+from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.preprocessing import get_flattened_obs_dim
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 import envs  # noqa: F401  (registers the ids)
 from agents import atomic
@@ -43,6 +49,7 @@ from agents.inputs import PrivilegedObservation
 from agents.recurrent.cells import step_cells
 from agents.recurrent.ppo import DEFAULT_BPTT_LENGTH, RecurrentPPO
 from benchmarks.grid import cpu_model
+from benchmarks.isolation import Isolated
 
 
 @dataclass(frozen=True)
@@ -78,7 +85,7 @@ FEED_FORWARD_CRITIC = ("ours-ff-critic", "ours-privileged")
 
 def build(impl: str, config: Config, hidden: int, bptt_length: int | None, seed: int):
     """A model for implementation ``impl``: sb3-contrib, ours, ours-gru, ours-ff-critic,
-    ours-privileged or ppo-mlp."""
+    ours-privileged, ppo-mlp or ppo-mlp-wide."""
     privileged = impl == "ours-privileged"
     env = make_vec_env(
         config.env_id,
@@ -112,7 +119,27 @@ def build(impl: str, config: Config, hidden: int, bptt_length: int | None, seed:
         )
     if impl == "ppo-mlp":
         return PPO("MlpPolicy", env, policy_kwargs=dict(net_arch=[64, 64]), **common)
+    if impl == "ppo-mlp-wide":  # heads as wide as the recurrent ones (PaddedObservation)
+        wide = dict(
+            net_arch=[64, 64],
+            features_extractor_class=PaddedObservation,
+            features_extractor_kwargs=dict(width=hidden),
+        )
+        return PPO("MlpPolicy", env, policy_kwargs=wide, **common)
     raise ValueError(f"unknown implementation {impl!r}")
+
+
+class PaddedObservation(BaseFeaturesExtractor):
+    """The observation flattened and padded with zeros to ``width`` features: PPO-MLP's heads
+    then read as many inputs as the recurrent policies' heads read from an LSTM of ``width``
+    units, and do as much arithmetic."""
+
+    def __init__(self, observation_space: spaces.Space, width: int) -> None:
+        super().__init__(observation_space, width)
+        self.padding = width - get_flattened_obs_dim(observation_space)
+
+    def forward(self, observations: th.Tensor) -> th.Tensor:
+        return F.pad(th.flatten(observations, start_dim=1), (0, self.padding))
 
 
 def label(impl: str, bptt_length: int | None) -> str:
@@ -199,6 +226,9 @@ class LstmKernels:
 
 # PPO-MLP with the actor LSTM's kernels added: the most any implementation could reach.
 BOUND = "bound: ppo-mlp + LSTM kernels"
+# The same with PPO-MLP's heads as wide as the recurrent policies' (ppo-mlp-wide): what a
+# recurrent policy pays beyond it is the LSTM's kernels and the code around them.
+WIDE_BOUND = "bound: ppo-mlp-wide + LSTM kernels"
 
 
 def with_kernels(mlp: list[dict[str, float]], kernels: list[dict[str, float]]) -> list[dict]:
@@ -212,19 +242,32 @@ def with_kernels(mlp: list[dict[str, float]], kernels: list[dict[str, float]]) -
 
 
 def interleaved(
-    models: dict[str, Any], repetitions: int, threads: dict[str, int] | None = None
+    timers: dict[str, Isolated], repetitions: int, threads: dict[str, int] | None = None
 ) -> dict[str, list[dict[str, float]]]:
-    """Time every model once per repetition, rotating the order between repetitions."""
-    names = list(models)
+    """Time every timer once per repetition, rotating the order between repetitions; each runs
+    in its own process (benchmarks/isolation.py), with ``threads[name]`` torch threads (1)."""
+    names = list(timers)
     results: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     for rep in range(repetitions):
         order = names[rep % len(names) :] + names[: rep % len(names)]
         for name in order:
-            th.set_num_threads(threads[name] if threads else 1)
-            results[name].append(models[name].measure())
+            results[name].append(timers[name].measure(threads[name] if threads else 1))
             print(f"  rep {rep} {name:28s} {results[name][-1]['steps_per_s']:8.0f} steps/s")
-    th.set_num_threads(1)
     return results
+
+
+def timed_model(
+    impl: str, config: Config, hidden: int, bptt_length: int | None, seed: int, threads: int = 1
+) -> TimedModel:
+    """A warmed-up ``TimedModel`` of ``build``'s arguments (an ``Isolated`` worker's factory)."""
+    th.set_num_threads(threads)
+    return TimedModel(build(impl, config, hidden, bptt_length, seed), config)
+
+
+def lstm_kernels(config: Config, hidden: int, bptt_length: int, seed: int) -> LstmKernels:
+    """``LstmKernels`` of ours-privileged's actor LSTM (an ``Isolated`` worker's factory)."""
+    model = build("ours-privileged", config, hidden, bptt_length, seed)
+    return LstmKernels(model.policy.lstm_actor, config, bptt_length)
 
 
 def summarise(runs: list[dict[str, float]], reference: list[dict[str, float]] | None) -> dict:
@@ -246,15 +289,22 @@ def run_config(config: Config, args: argparse.Namespace) -> dict[str, Any]:
     implementations += [("ours", bptt) for bptt in args.bptt]
     implementations += [("ours-gru", bptt) for bptt in args.gru_bptt]
     implementations += [(impl, DEFAULT_BPTT_LENGTH) for impl in FEED_FORWARD_CRITIC]
-    implementations = list(dict.fromkeys([*implementations, ("ppo-mlp", None)]))
-    models: dict[str, Any] = {
-        label(impl, bptt): TimedModel(build(impl, config, args.hidden, bptt, args.seed), config)
-        for impl, bptt in implementations
-    }
-    privileged = models[label("ours-privileged", DEFAULT_BPTT_LENGTH)].model.policy
-    models["LSTM kernels"] = LstmKernels(privileged.lstm_actor, config, DEFAULT_BPTT_LENGTH)
-    results = interleaved(models, args.repetitions)
-    results[BOUND] = with_kernels(results["ppo-mlp"], results.pop("LSTM kernels"))
+    implementations += [("ppo-mlp", None), ("ppo-mlp-wide", None)]
+    implementations = list(dict.fromkeys(implementations))
+    with contextlib.ExitStack() as stack:
+        timers = {
+            label(impl, bptt): stack.enter_context(
+                Isolated(timed_model, impl, config, args.hidden, bptt, args.seed)
+            )
+            for impl, bptt in implementations
+        }
+        timers["LSTM kernels"] = stack.enter_context(
+            Isolated(lstm_kernels, config, args.hidden, DEFAULT_BPTT_LENGTH, args.seed)
+        )
+        results = interleaved(timers, args.repetitions)
+    kernels = results.pop("LSTM kernels")
+    results[BOUND] = with_kernels(results["ppo-mlp"], kernels)
+    results[WIDE_BOUND] = with_kernels(results["ppo-mlp-wide"], kernels)
     rows = {}
     for name, runs in results.items():
         rows[name] = summarise(runs, None)
@@ -267,15 +317,17 @@ def thread_study(config: Config, args: argparse.Namespace) -> dict[str, Any]:
     print(f"thread study on {config.env_id}: threads {args.thread_study}", flush=True)
     # One iteration per repetition: with more threads than free cores a run can be 30x slower.
     config = replace(config, iterations=1)
-    models, threads = {}, {}
-    for impl in ("ours", "ppo-mlp"):
-        bptt = DEFAULT_BPTT_LENGTH if impl == "ours" else None
-        for n in args.thread_study:
-            name = f"{label(impl, bptt)} threads={n}"
-            th.set_num_threads(n)
-            models[name] = TimedModel(build(impl, config, args.hidden, bptt, args.seed), config)
-            threads[name] = n
-    results = interleaved(models, args.repetitions, threads)
+    with contextlib.ExitStack() as stack:
+        timers, threads = {}, {}
+        for impl in ("ours", "ppo-mlp"):
+            bptt = DEFAULT_BPTT_LENGTH if impl == "ours" else None
+            for n in args.thread_study:
+                name = f"{label(impl, bptt)} threads={n}"
+                timers[name] = stack.enter_context(
+                    Isolated(timed_model, impl, config, args.hidden, bptt, args.seed, n)
+                )
+                threads[name] = n
+        results = interleaved(timers, args.repetitions, threads)
     rows = {}
     for name, runs in results.items():
         one_thread = name.rsplit(" threads=", 1)[0] + " threads=1"
@@ -300,16 +352,21 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         "implementations are interleaved so that load hits all alike).",
         "",
         f"Env steps/s over rollout + train, median of {report['repetitions']} interleaved "
-        f"repetitions, torch threads 1; ratios are medians of per-repetition ratios. All "
-        f"recurrent rows use an LSTM of {report['hidden']} units (GRU for ours-gru) before "
-        "[64, 64] heads, with a separate critic LSTM except ours-ff-critic (a feed-forward "
-        "critic on the observation) and ours-privileged (a feed-forward critic on the "
-        "observation and the env's hidden state, agents/inputs.py); PPO-MLP has the same heads "
-        f"without any LSTM. {BOUND}: PPO-MLP's time per step plus that of the actor LSTM's "
-        "kernels alone (one oneDNN cell step per rollout step, forward and backward over every "
-        "minibatch, timed in the same repetitions): the most any implementation with this "
-        "LSTM could reach on this machine. docs/time_split.md splits one iteration of "
-        "ours-privileged and PPO-MLP into phases (benchmarks/time_split.py).",
+        "repetitions, each implementation built once in a process of its own "
+        "(benchmarks/isolation.py), torch threads 1; ratios are medians of per-repetition "
+        f"ratios. All recurrent rows use an LSTM of {report['hidden']} units (GRU for "
+        "ours-gru) before [64, 64] heads, with a separate critic LSTM except ours-ff-critic "
+        "(a feed-forward critic on the observation) and ours-privileged (a feed-forward critic "
+        "on the observation and the env's hidden state, agents/inputs.py); PPO-MLP has the "
+        f"same heads without any LSTM. {BOUND}: PPO-MLP's time per step plus that of the "
+        "actor LSTM's kernels alone (one oneDNN cell step per rollout step, forward and "
+        "backward over every minibatch, timed in the same repetitions): the most any "
+        "implementation with this LSTM could reach on this machine. ppo-mlp-wide: PPO-MLP "
+        f"whose observation is padded with zeros to {report['hidden']} features, so that its "
+        "heads read as many inputs as the recurrent ones read from the LSTM and do as much "
+        f"arithmetic; {WIDE_BOUND}: the same bound on it, the tighter one for a recurrent "
+        "policy with these heads. docs/time_split.md splits "
+        "one iteration of ours-privileged and PPO-MLP into phases (benchmarks/time_split.py).",
         "",
     ]
     for result in report["configs"]:
@@ -375,6 +432,13 @@ def summary(report: dict[str, Any]) -> list[str]:
             lines.append(
                 f"- {result['config']['env_id']}: PPO-MLP plus the actor LSTM's kernels alone, "
                 f"{bound['vs_ppo_mlp']:.2f}x PPO-MLP: no implementation with this LSTM is faster."
+            )
+        wide_bound = rows.get(WIDE_BOUND)
+        if wide_bound:
+            lines.append(
+                f"- {result['config']['env_id']}: PPO-MLP with heads as wide as the LSTM's "
+                f"output plus its kernels, {wide_bound['vs_ppo_mlp']:.2f}x PPO-MLP: no "
+                "implementation with this LSTM before these heads is faster."
             )
     for name, row in report.get("threads", {}).get("rows", {}).items():
         if not name.endswith("threads=1"):

@@ -6,7 +6,8 @@ agent from PPO-MLP beyond the LSTM's own kernels. The phases are timed by wrappi
 methods that SB3 and sb3-contrib call (the policy's forward and evaluate_actions, the env's
 step, the buffer's add and minibatches, backward, gradient clipping, the optimizer's step);
 what is left of collecting or training is "rest". Same settings as throughput.py's
-HalfCheetah-P-v5 configuration, the two models interleaved, medians over repetitions.
+HalfCheetah-P-v5 configuration, the two models interleaved, each in a process of its own
+(benchmarks/isolation.py), medians over repetitions.
 
     python -m benchmarks.time_split                      # writes docs/time_split.{json,md}
 """
@@ -29,12 +30,13 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from agents import atomic
 from agents.recurrent.ppo import DEFAULT_BPTT_LENGTH
+from benchmarks.isolation import Isolated
 from benchmarks.throughput import (
     CONFIGS,
     Config,
-    LstmKernels,
     build,
     interleaved,
+    lstm_kernels,
     report_header,
 )
 
@@ -126,14 +128,21 @@ class PhaseClock:
         return split
 
 
+def phase_clock(impl: str, config: Config, hidden: int, seed: int) -> PhaseClock:
+    """A ``PhaseClock`` on a fresh model (an ``Isolated`` worker's factory)."""
+    return PhaseClock(build(impl, config, hidden, DEFAULT_BPTT_LENGTH, seed), config)
+
+
 def measure(config: Config, repetitions: int, hidden: int, seed: int) -> dict[str, Any]:
-    clocks = {
-        impl: PhaseClock(build(impl, config, hidden, DEFAULT_BPTT_LENGTH, seed), config)
-        for impl in IMPLEMENTATIONS
-    }
-    lstm = clocks["ours-privileged"].model.policy.lstm_actor
-    timed = {**clocks, "LSTM kernels": LstmKernels(lstm, config, DEFAULT_BPTT_LENGTH)}
-    runs = interleaved(timed, repetitions)
+    with contextlib.ExitStack() as stack:
+        timers = {
+            impl: stack.enter_context(Isolated(phase_clock, impl, config, hidden, seed))
+            for impl in IMPLEMENTATIONS
+        }
+        timers["LSTM kernels"] = stack.enter_context(
+            Isolated(lstm_kernels, config, hidden, DEFAULT_BPTT_LENGTH, seed)
+        )
+        runs = interleaved(timers, repetitions)
     kernel_runs = runs.pop("LSTM kernels")
     medians = {
         impl: {phase: statistics.median(run[phase] for run in impl_runs) for phase in PARTS}

@@ -557,6 +557,36 @@ def test_the_throughput_bound_adds_the_lstm_kernels_time_to_ppo_mlps():
     assert lstm.weight_hh_l0.grad is None  # timed on a copy: the policy's LSTM is untouched
 
 
+def test_ppo_mlp_wide_heads_read_as_many_inputs_as_the_recurrent_heads():
+    import torch
+
+    from benchmarks.throughput import Config, build
+
+    config = Config("tiny", "CartPole-v1", iterations=1, n_envs=2, n_steps=8, batch_size=8)
+    wide, recurrent = (build(impl, config, 16, 8, seed=0) for impl in ("ppo-mlp-wide", "ours"))
+    for model in (wide, recurrent):
+        assert model.policy.mlp_extractor.policy_net[0].in_features == 16
+        assert model.policy.mlp_extractor.value_net[0].in_features == 16
+    observation = torch.ones(3, 4)
+    features = wide.policy.extract_features(observation, wide.policy.features_extractor)
+    assert torch.equal(features, torch.cat([observation, torch.zeros(3, 12)], dim=1))
+
+
+def test_an_isolated_timer_measures_in_its_own_process_and_reports_its_errors():
+    from benchmarks.isolation import Isolated
+    from benchmarks.throughput import Config, timed_model
+
+    config = Config("tiny", "CartPole-v1", iterations=1, n_envs=2, n_steps=8, batch_size=8)
+    with Isolated(timed_model, "ppo-mlp", config, 8, None, 0) as timer:
+        worker = timer._process
+        assert worker.pid != os.getpid()
+        first, second = timer.measure(), timer.measure(threads=2)
+        assert first["steps_per_s"] > 0 and second["steps_per_s"] > 0
+    assert not worker.is_alive()  # closed with the block
+    with pytest.raises(RuntimeError, match="unknown implementation 'nope'"):
+        Isolated(timed_model, "nope", config, 8, None, 0).measure()
+
+
 def test_the_time_split_times_every_phase_and_leaves_torch_as_it_was():
     import torch
 
