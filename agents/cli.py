@@ -332,7 +332,8 @@ def _evaluate_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--env",
         help="evaluate on another env with the same spaces "
-        "(e.g. a longer variant); required for a bare model without config.yaml",
+        "(e.g. a longer variant); required for a model file that neither sits in its run "
+        "folder nor carries its config (saved by SB3 itself, or by an earlier version)",
     )
     parser.add_argument("--env-kwargs", nargs="+", default=None, metavar="KEY=VALUE")
     parser.add_argument("--json", metavar="PATH", help="also write the statistics here")

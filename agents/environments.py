@@ -176,13 +176,15 @@ def make_vec(
     wrapper_class: type[gym.Wrapper] | None = None,
     expected_spaces: tuple[gym.Space, gym.Space] | None = None,
     append_monitor: bool = False,
+    trained_on: str | None = None,
 ) -> VecEnv:
     """The vectorised env for ``config``: monitored, normalised and frame-stacked as it says.
 
     Normalisation statistics are loaded from ``vecnormalize_path`` when given (a resumed
     training goes on updating them); for evaluation (``training=False``) they are frozen and
     rewards are reported unnormalised. ``expected_spaces`` (the model's) name the env that
-    does not fit them; ``append_monitor`` continues the monitor CSVs of a resumed run.
+    does not fit them, and ``trained_on`` (the env the model was trained on) the one to use
+    instead; ``append_monitor`` continues the monitor CSVs of a resumed run.
     """
     resolve_env(config.env)  # fail here, in the main process, with a clear message
     env_kwargs = dict(config.env_kwargs)
@@ -210,7 +212,7 @@ def make_vec(
     if config.normalize:
         if vecnormalize_path is not None:
             vec = load_normalization(
-                vecnormalize_path, vec, config.env, expected_spaces, training=training
+                vecnormalize_path, vec, config.env, expected_spaces, training, trained_on
             )
         elif training:
             vec = VecNormalize(vec, gamma=config.gamma, norm_reward=config.normalize_reward)
@@ -269,15 +271,17 @@ def load_normalization(
     env_id: str = "",
     expected_spaces: tuple[gym.Space, gym.Space] | None = None,
     training: bool = False,
+    trained_on: str | None = None,
 ) -> VecNormalize:
     """Normalisation statistics from ``path`` around ``vec`` (VecNormalize.load, with one-line
-    errors for a missing or corrupt file and for an env of other spaces); frozen, with
-    unnormalised rewards, unless ``training`` (a resumed run)."""
+    errors for a missing or corrupt file and for an env of other spaces, as
+    :func:`spaces_mismatch`); frozen, with unnormalised rewards, unless ``training`` (a resumed
+    run)."""
     normalized = read_normalization(path)
     if normalized.observation_space != vec.observation_space:
         vec.close()
         trained = expected_spaces or (normalized.observation_space, vec.action_space)
-        raise spaces_mismatch(env_id, trained, vec)
+        raise spaces_mismatch(env_id, trained, vec, trained_on)
     normalized.set_venv(vec)
     if not training:
         normalized.training = False
@@ -306,16 +310,23 @@ def read_normalization(path: Path | None) -> VecNormalize:
 
 
 def spaces_mismatch(
-    env_id: str, trained: tuple[gym.Space, gym.Space], env: VecEnv | gym.Env
+    env_id: str,
+    trained: tuple[gym.Space, gym.Space],
+    env: VecEnv | gym.Env,
+    trained_on: str | None = None,
 ) -> UserError:
-    """The one error for a model (or its normalisation) and an env of other spaces."""
+    """The one error for a model (or its normalisation) and an env of other spaces;
+    ``trained_on``: the env the model was trained on, where known, named as one to use."""
     trained_obs, env_obs = trained[0], env.observation_space
     if actor_space(trained_obs) != actor_space(env_obs):
         # A privileged critic's input is filled in for any env (zeros where it offers none),
         # so only what the actor reads can be the mismatch; the rest would hide it.
         trained_obs, env_obs = actor_space(trained_obs), actor_space(env_obs)
+    hint = ""
+    if trained_on and trained_on != env_id:
+        hint = f", such as {trained_on!r}, which it was trained on"
     return UserError(
         f"model and env do not match: the model takes observations {trained_obs} and acts in "
         f"{trained[1]}, env {env_id!r} gives {env_obs} and takes "
-        f"{env.action_space}; evaluate on an env with the same spaces"
+        f"{env.action_space}; evaluate on an env with the same spaces{hint}"
     )

@@ -92,6 +92,24 @@ def save_config(run_dir: Path, config: TrainConfig, command: str | None = None) 
         atomic.append_text(run_dir / COMMAND_FILE, command + "\n")
 
 
+# SB3 saves a model's attributes in model.zip: under this one the model carries its run's
+# config, so that a model file copied out of its run folder still knows its env and wrappers.
+MODEL_CONFIG_ATTRIBUTE = "run_config"
+
+
+def attach_config(model: BaseAlgorithm, config: TrainConfig) -> None:
+    """Give ``model`` its run's config, saved with it from then on (JSON types only, which SB3
+    stores as they are and :func:`load` reads back without unpickling anything)."""
+    setattr(model, MODEL_CONFIG_ATTRIBUTE, json.loads(json.dumps(config.to_dict(), default=str)))
+
+
+def trained_env(model: BaseAlgorithm) -> str | None:
+    """The env id ``model`` was trained on, if it carries its config (models trained since
+    the config was attached)."""
+    saved = getattr(model, MODEL_CONFIG_ATTRIBUTE, None)
+    return saved.get("env") if isinstance(saved, dict) else None
+
+
 def package_version() -> str:
     try:
         return importlib.metadata.version(PACKAGE)
@@ -163,6 +181,7 @@ class Run:
     ) -> VecEnv:
         """Envs the model can act in; UserError if their spaces are not the model's."""
         model_spaces = (self.model.observation_space, self.model.action_space)
+        trained_on = trained_env(self.model)
         vec = make_vec(
             self.config,
             n_envs,
@@ -172,10 +191,11 @@ class Run:
             training=False,
             wrapper_class=wrapper_class,
             expected_spaces=model_spaces,
+            trained_on=trained_on,
         )
         if (vec.observation_space, vec.action_space) != model_spaces:
             vec.close()
-            raise spaces_mismatch(self.config.env, model_spaces, vec)
+            raise spaces_mismatch(self.config.env, model_spaces, vec, trained_on)
         return vec
 
 
@@ -245,20 +265,41 @@ def _find_config(model_path: Path, env: str | None) -> TrainConfig:
     for folder in (model_path.parent, model_path.parent.parent):
         if (folder / CONFIG_FILE).is_file():
             return read_config(folder / CONFIG_FILE)
+    data = _data_in_zip(model_path)
+    saved = _config_in_zip(data)
+    if saved is not None:
+        return saved
     if env is None:
         raise UserError(
             f"no {CONFIG_FILE} beside {model_path}; pass --env to say which env it acts in"
         )
-    return make_config(env=env, algo=_algo_in_zip(model_path))
+    return make_config(env=env, algo=_algo_in_zip(data))
 
 
-def _algo_in_zip(model_path: Path) -> str:
-    """Recurrent or not, read from the saved policy class (frame stacking cannot be told)."""
+def _data_in_zip(model_path: Path) -> dict[str, Any]:
+    """The attributes SB3 saved in the model file (its JSON part; nothing is unpickled)."""
     try:
         with zipfile.ZipFile(model_path) as archive:
             data = json.loads(archive.read("data"))
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError):
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError):
         raise UserError(f"{model_path} is corrupt or not a stable-baselines3 model") from None
+    return data if isinstance(data, dict) else {}
+
+
+def _config_in_zip(data: dict[str, Any]) -> TrainConfig | None:
+    """The run's config the model carries (``attach_config``); None for a model saved without
+    one (before this version, or by SB3 itself) or with one this version cannot read."""
+    saved = data.get(MODEL_CONFIG_ATTRIBUTE)
+    if not isinstance(saved, dict):
+        return None
+    try:
+        return from_dict(saved)
+    except UserError:
+        return None
+
+
+def _algo_in_zip(data: dict[str, Any]) -> str:
+    """Recurrent or not, read from the saved policy class (frame stacking cannot be told)."""
     policy_module = data.get("policy_class", {}).get("__module__", "")
     return "recurrent_ppo" if "recurrent" in policy_module else "ppo"
 

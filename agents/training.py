@@ -32,6 +32,7 @@ from agents.runs import (
     MONITOR_DIR,
     RUNS_ROOT,
     VECNORMALIZE_FILE,
+    attach_config,
     create_run_dir,
     load,
     save_config,
@@ -103,6 +104,7 @@ def learn(
     that); after SIGTERM, which a scheduler follows with SIGKILL, it is not.
     """
     model.set_logger(run_logger(run_dir))
+    attach_config(model, config)  # saved in every model.zip and checkpoint of the run
     callbacks = _callbacks(config, run_dir, after_eval)
     with StopOnSignal().installed() as stop:
         try:

@@ -1,6 +1,7 @@
 """Run folders: save/load round trips and evaluating a user's own env."""
 
 import csv
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -12,8 +13,9 @@ from agents.algos import build_model
 from agents.cli import evaluate_main
 from agents.config import make_config
 from agents.environments import make_vec
+from agents.errors import UserError
 from agents.insight.report import write_report
-from agents.runs import load
+from agents.runs import load, read_config
 from tests.conftest import TINY_RUN, run_script
 from tests.conftest import TINY_TRAIN as TINY
 
@@ -221,6 +223,28 @@ def test_run_folder_saved_by_an_earlier_layout_still_loads_and_acts():
     assert metrics["episodes"] == 4
     _, state = run.model.predict(np.zeros((1, 4), np.float32), episode_start=np.ones(1))
     assert state[0].shape == (1, 1, 8)  # the saved hidden size, not today's default
+
+
+def test_a_model_file_copied_out_of_its_run_folder_still_knows_its_config(small_run, tmp_path):
+    """model.zip carries the run's config: without config.yaml beside it the model still acts
+    in its own env, with the run's wrappers and normalisation; on another env the mismatch
+    names the env it was trained on."""
+    for name in ("model.zip", "vecnormalize.pkl"):
+        shutil.copy(small_run / name, tmp_path / name)
+    run = load(tmp_path / "model.zip")
+    assert run.config == read_config(small_run / "config.yaml")
+    assert agents.evaluate(run, n_episodes=2)["episodes"] == 2
+    elsewhere = load(tmp_path / "model.zip", env="Pendulum-P-v1")
+    with pytest.raises(UserError, match="such as 'CartPole-P-v1', which it was trained on$"):
+        elsewhere.make_env()
+
+
+def test_a_model_file_saved_without_its_config_asks_for_the_env(tmp_path):
+    """Models saved before the config travelled with them (or by SB3 itself)."""
+    shutil.copy(Path(__file__).parent / "data" / "run_saved_by_0.1.0" / "model.zip", tmp_path)
+    with pytest.raises(UserError, match="no config.yaml beside .*; pass --env"):
+        load(tmp_path / "model.zip")
+    assert load(tmp_path / "model.zip", env="CartPole-P-v1").config.env == "CartPole-P-v1"
 
 
 def test_linear_schedules_anneal_learning_rate_clip_range_and_entropy_bonus(small_run):
