@@ -158,11 +158,13 @@ def memoryless_ceiling(env: gym.Env | VecEnv) -> float | None:
     """The documented best success rate without memory, if the task states one."""
     if isinstance(env, VecEnv):
         has = env.has_attr("memoryless_ceiling")
-        return float(env.get_attr("memoryless_ceiling", indices=0)[0]) if has else None
-    try:
-        return float(env.get_wrapper_attr("memoryless_ceiling"))
-    except AttributeError:
-        return None
+        ceiling = env.get_attr("memoryless_ceiling", indices=0)[0] if has else None
+    else:
+        try:
+            ceiling = env.get_wrapper_attr("memoryless_ceiling")
+        except AttributeError:
+            ceiling = None
+    return None if ceiling is None else float(ceiling)
 
 
 def make_vec(

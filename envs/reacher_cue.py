@@ -32,6 +32,13 @@ draws T uniformly on the disc of radius R = 0.2 m (rejection sampling from a squ
 any x the probability is at most the area ratio (r / R)^2 = (0.02 / 0.2)^2 = 0.01, reached
 by any reachable x at least r inside the disc. ``MEMORYLESS_CEILING`` = 0.01; the oracle
 (:func:`oracle_action`, which reads the latent) succeeds in nearly every episode.
+
+## Arguments
+``cue_steps`` (5), ``success_distance`` (0.02 m) and ``hold_arm`` (True), through
+``gym.make("Reacher-Cue-v5", ...)`` or ``--env-kwargs``. ``hold_arm=False`` lets the arm move
+during the cue, which voids the ceiling (``memoryless_ceiling`` is None); with ``cue_steps=50``
+as well the target never hides: Reacher-v5 with this success test, the reference for how
+precisely an agent reaches a target it sees.
 """
 
 from typing import Any
@@ -63,9 +70,10 @@ class ReacherCue(gym.Wrapper, gym.utils.RecordConstructorArgs):
         env: gym.Env,
         cue_steps: int = CUE_STEPS,
         success_distance: float = SUCCESS_DISTANCE,
+        hold_arm: bool = True,
     ):
         gym.utils.RecordConstructorArgs.__init__(
-            self, cue_steps=cue_steps, success_distance=success_distance
+            self, cue_steps=cue_steps, success_distance=success_distance, hold_arm=hold_arm
         )
         if not isinstance(env.unwrapped, ReacherEnv):
             raise ValueError(f"ReacherCue wraps a Reacher-v5 env, got {env.unwrapped}")
@@ -78,7 +86,11 @@ class ReacherCue(gym.Wrapper, gym.utils.RecordConstructorArgs):
         )
         self.cue_steps = int(cue_steps)
         self.success_distance = float(success_distance)
-        self.memoryless_ceiling = (self.success_distance / TARGET_RADIUS) ** 2
+        self.hold_arm = bool(hold_arm)
+        # An arm free to move during the cue can keep the target in its joints: no ceiling then.
+        self.memoryless_ceiling = (
+            (self.success_distance / TARGET_RADIUS) ** 2 if self.hold_arm else None
+        )
         self.observation_groups = self.env.observation_groups
         self._steps = 0
 
@@ -90,7 +102,7 @@ class ReacherCue(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return obs, {**info, "latent": self._latent()}
 
     def step(self, action):
-        if self._steps < self.cue_steps:  # held while the target is visible
+        if self.hold_arm and self._steps < self.cue_steps:  # held while the target is visible
             action = np.zeros(self.action_space.shape, dtype=self.action_space.dtype)
         self._steps += 1
         obs, reward, terminated, truncated, info = self.env.step(action)
@@ -114,7 +126,8 @@ class ReacherCue(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
 def make_reacher_cue(render_mode: str | None = None, **kwargs: Any) -> ReacherCue:
     """Entry point of ``Reacher-Cue-v5``; ``kwargs`` go to ReacherCue or Reacher-v5."""
-    cue_kwargs = {k: kwargs.pop(k) for k in ("cue_steps", "success_distance") if k in kwargs}
+    names = ("cue_steps", "success_distance", "hold_arm")
+    cue_kwargs = {k: kwargs.pop(k) for k in names if k in kwargs}
     return ReacherCue(ReacherEnv(render_mode=render_mode, **kwargs), **cue_kwargs)
 
 

@@ -13,6 +13,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs
 import envs.reacher_cue
+from agents.environments import memoryless_ceiling
 from envs.pomdp_suite import DROPOUT_MEAN_BURST, DROPOUT_START_PROB
 from envs.reacher_cue import MEMORYLESS_CEILING, SUCCESS_DISTANCE, oracle_action
 from envs.wrappers import MaskObservation, SensorDropout
@@ -208,6 +209,23 @@ def test_reacher_cue_holds_the_arm_while_the_target_is_shown():
     assert np.array_equal(push[:6], pull[:6])
     moved, _ = reacher_episode(lambda obs, info: np.ones(2), seed=2)
     assert not np.allclose(moved[7], push[7])
+
+
+def test_reacher_cue_arm_left_free_moves_during_the_cue_and_states_no_ceiling():
+    def first_steps(cue_actions: float, **kwargs) -> np.ndarray:
+        env = gym.make("Reacher-Cue-v5", **kwargs)
+        obs = [env.reset(seed=2)[0]]
+        obs += [env.step(np.full(2, cue_actions))[0] for _ in range(3)]
+        return np.array(obs)
+
+    assert not np.allclose(first_steps(1.0, hold_arm=False), first_steps(-1.0, hold_arm=False))
+    free = gym.make("Reacher-Cue-v5", hold_arm=False, cue_steps=50)
+    assert memoryless_ceiling(free) is None
+    assert memoryless_ceiling(gym.make("Reacher-Cue-v5")) == pytest.approx(MEMORYLESS_CEILING)
+    obs, _ = free.reset(seed=0)
+    for _ in range(49):
+        obs, *_ = free.step(free.action_space.sample())
+    assert obs[10] == 0 and np.all(obs[[4, 5]] != 0)  # the target is still shown
 
 
 def test_reacher_cue_oracle_succeeds():
