@@ -49,6 +49,7 @@ def build_model(config: TrainConfig, env: VecEnv) -> BaseAlgorithm:
             forget_bias=config.forget_bias,
             skip_connection=config.skip_connection,
             memory_lr_scale=config.memory_lr_scale,
+            project_critic_input=False,  # a feed-forward critic reads its features, as PPO's
         )
         extra.update(
             bptt_length=config.bptt_length,

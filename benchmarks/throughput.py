@@ -113,7 +113,8 @@ def build(impl: str, config: Config, hidden: int, bptt_length: int | None, seed:
         return RecurrentPPO(
             "PrivilegedCriticLstmPolicy" if privileged else "MlpLstmPolicy",
             env,
-            policy_kwargs=dict(recurrent, enable_critic_lstm=False),
+            # the feed-forward critic as our trainer builds it (agents/algos.py)
+            policy_kwargs=dict(recurrent, enable_critic_lstm=False, project_critic_input=False),
             bptt_length=bptt_length,
             **common,
         )

@@ -5,8 +5,11 @@ Timings live in benchmarks/throughput.py, not here.
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import pytest
+import sb3_contrib
 import torch as th
 from gymnasium import spaces
 from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
@@ -149,6 +152,84 @@ def test_batch_size_at_most_bptt_length_trains_without_nan(bptt_length: int | No
     assert all(th.isfinite(p).all() for p in model.policy.parameters())
 
 
+def test_feed_forward_critic_reads_its_features_unprojected_when_asked(tmp_path) -> None:
+    """By default the feed-forward critic maps its features to lstm_hidden_size values first,
+    as sb3-contrib's (models saved so still load); with project_critic_input=False its MLP
+    reads them straight, as PPO's critic, and a saved model keeps that layout."""
+    obs_space, action_space = spaces.Box(-1, 1, (3,)), spaces.Discrete(2)
+    kwargs = dict(lstm_hidden_size=HIDDEN, enable_critic_lstm=False)
+    projected = FastRecurrentPolicy(obs_space, action_space, lambda _: 1e-3, **kwargs)
+    stock = RecurrentActorCriticPolicy(obs_space, action_space, lambda _: 1e-3, **kwargs)
+    assert projected.state_dict().keys() == stock.state_dict().keys()
+    assert projected.mlp_extractor.value_net[0].in_features == HIDDEN
+
+    model = RecurrentPPO(
+        "MlpLstmPolicy",
+        make_vec_env("CartPole-v1", n_envs=2, seed=0),
+        n_steps=16,
+        batch_size=16,
+        policy_kwargs=dict(kwargs, project_critic_input=False),
+        seed=0,
+    )
+    policy = model.policy
+    assert not any(name.startswith("critic.") for name in policy.state_dict())
+    assert policy.mlp_extractor.value_net[0].in_features == 4  # CartPole's readings
+    assert {id(p) for p in policy.mlp_extractor.value_net.parameters()} <= {
+        id(p) for group in policy.optimizer.param_groups for p in group["params"]
+    }
+    model.learn(32)
+    model.save(tmp_path / "model.zip")
+    loaded = RecurrentPPO.load(tmp_path / "model.zip")
+    assert loaded.policy.state_dict().keys() == policy.state_dict().keys()
+    obs = th.as_tensor(model.env.reset())
+    states = (th.zeros(1, 2, HIDDEN),) * 2
+    for p in (policy, loaded.policy):
+        th.testing.assert_close(
+            p.predict_values(obs, states, th.ones(2)),
+            policy.predict_values(obs, states, th.ones(2)),
+        )
+
+
+@pytest.mark.parametrize(
+    ("env_id", "settings"),
+    [
+        ("CartPole-v1", dict(normalize_advantage=True)),
+        ("CartPole-v1", dict(normalize_advantage=False, clip_range_vf=0.1)),
+        ("Pendulum-v1", dict(target_kl=1e-4)),  # stops early within the first epoch
+    ],
+    ids=["normalized", "value-clipped", "early-stop"],
+)
+def test_train_updates_and_logs_as_sb3_contribs_train(env_id: str, settings: dict) -> None:
+    """Our train() (means weighted by the mask) moves the weights and logs as sb3-contrib's
+    (means over the steps the boolean mask selects), on minibatches that hold padding."""
+
+    def trained(train) -> tuple[list[th.Tensor], dict[str, float]]:
+        model = RecurrentPPO(
+            "MlpLstmPolicy",
+            make_vec_env(env_id, n_envs=2, seed=3),
+            n_steps=48,
+            batch_size=20,
+            n_epochs=3,
+            bptt_length=6,
+            policy_kwargs=dict(lstm_hidden_size=HIDDEN),
+            seed=3,
+            **settings,
+        )
+        model.set_logger(configure(None, []))
+        model.train = types.MethodType(train, model)  # type: ignore[method-assign]
+        model.learn(192)  # two updates
+        logs = {k: v for k, v in model.logger.name_to_value.items() if k.startswith("train/")}
+        return [p.detach().clone() for p in model.policy.parameters()], logs
+
+    ours, our_logs = trained(RecurrentPPO.train)
+    stock, stock_logs = trained(sb3_contrib.RecurrentPPO.train)
+    for a, b in zip(ours, stock, strict=True):
+        th.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    assert our_logs.keys() == stock_logs.keys()
+    for key, value in stock_logs.items():
+        assert our_logs[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+
+
 @pytest.mark.parametrize(
     ("bptt_length", "cell", "observations"),
     [
@@ -285,7 +366,7 @@ def test_recomputed_start_states_replay_the_rollout(cell: str) -> None:
     th.testing.assert_close(hidden[:, 0], first[:, 0])  # each env's first state is kept
     # Replaying one env step by step with the new weights gives the refreshed states.
     observations = buffer._obs_t.view(N_ENVS, N_STEPS * 2, -1)
-    starts = buffer._steps_t["episode_starts"].view(N_ENVS, N_STEPS * 2)
+    starts = buffer._step_column("episode_starts").view(N_ENVS, N_STEPS * 2)
     first_cell = stored["cell_states_pi"].view(N_ENVS, N_STEPS * 2, -1)[:, 0]
     state = (first[:, 0][None].contiguous(), first_cell[None].contiguous())
     with th.no_grad():

@@ -7,6 +7,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+from stable_baselines3.common.policies import BaseModel
 
 import agents
 from agents.algos import build_model
@@ -113,6 +114,13 @@ def test_actor_ignores_the_privileged_state_and_the_critic_reads_it(critic_lstm)
     tensors = [policy.obs_to_tensor(obs)[0] for obs in (observation, other)]
     values = [policy.predict_values(t, states, th.ones(2)) for t in tensors]
     assert not th.allclose(values[0], values[1])
+    # the features preprocessed once are what each extractor gives on its own
+    actor, critic = policy.extract_features(tensors[1])
+    for features, extractor in [(actor, "pi"), (critic, "vf")]:
+        alone = BaseModel.extract_features(
+            policy, tensors[1], getattr(policy, f"{extractor}_features_extractor")
+        )
+        th.testing.assert_close(features, alone, atol=0, rtol=0)
     env.close()
 
 

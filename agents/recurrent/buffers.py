@@ -111,13 +111,17 @@ class _SequenceSampling:
     """
 
     bptt_length: int | None
+    # Whether the critic has recurrent states of its own; if not (a feed-forward or shared
+    # critic), the actor's are served in their place, as sb3-contrib stores them.
+    critic_states: bool
     # A policy whose recurrent layers replay the rollout before every epoch but the first
     # (RecurrentPPO's recompute_states); None keeps the states stored during the rollout.
     refresh_states_with: Any = None
 
-    def _init_sequences(self, bptt_length: int | None) -> None:
+    def _init_sequences(self, bptt_length: int | None, critic_states: bool) -> None:
         check_bptt_length(bptt_length)
         self.bptt_length = bptt_length
+        self.critic_states = critic_states
 
     def _recompute_states(self, policy: Any) -> None:
         """Replay each env's rollout through the current recurrent layers, from its stored
@@ -129,7 +133,7 @@ class _SequenceSampling:
         weights would have carried there.
         """
         n_envs, n_steps = self.n_envs, self.buffer_size
-        starts = self._steps_t["episode_starts"].reshape(n_envs, n_steps)
+        starts = self._step_column("episode_starts").reshape(n_envs, n_steps)
         networks = [("pi", policy.pi_features_extractor, policy.lstm_actor)]
         if policy.lstm_critic is not None:
             networks.append(("vf", policy.vf_features_extractor, policy.lstm_critic))
@@ -165,11 +169,27 @@ class _SequenceSampling:
             self._obs_t: Any = {k: self.to_torch(v) for k, v in self.observations.items()}
         else:
             self._obs_t = self.to_torch(self.observations)
-        self._steps_t = {name: self.to_torch(self.__dict__[name]) for name in _STEP_ARRAYS}
-        self._states_t = {name: self.to_torch(self.__dict__[name]) for name in _STATE_ARRAYS}
+        # The per-step arrays side by side in one tensor, and the states in another, so that a
+        # minibatch takes one gather from each (``_states_t`` names views of the states).
+        size = self.buffer_size * self.n_envs
+        steps = [self.to_torch(self.__dict__[name]).reshape(size, -1) for name in _STEP_ARRAYS]
+        self._steps_all = th.cat(steps, dim=1)
+        ends = np.cumsum([step.shape[1] for step in steps])
+        self._step_columns = {
+            name: slice(end - step.shape[1], end)
+            for name, step, end in zip(_STEP_ARRAYS, steps, ends, strict=True)
+        }
+        stored = _STATE_ARRAYS if self.critic_states else _STATE_ARRAYS[:2]
+        # (n_envs * n_steps, len(stored), n_layers, hidden)
+        self._states_all = th.stack([self.to_torch(self.__dict__[name]) for name in stored], 1)
+        self._states_t = {name: self._states_all[:, i] for i, name in enumerate(stored)}
         self._seq_starts, self._seq_lengths = sequence_starts(
             self.episode_starts.flatten(), self.buffer_size, self.bptt_length
         )
+
+    def _step_column(self, name: str) -> th.Tensor:
+        """A view of one per-step array of the whole rollout (one of ``_STEP_ARRAYS``)."""
+        return self._steps_all[:, self._step_columns[name]].flatten()
 
     def get(
         self, batch_size: int | None = None
@@ -201,12 +221,16 @@ class _SequenceSampling:
         mask = th.as_tensor(valid.reshape(-1), dtype=th.float32, device=self.device)
 
         start_index = th.as_tensor(starts, device=self.device)
-        # (n_seq, n_layers, hidden) -> (n_layers, n_seq, hidden)
-        states = {
-            name: tensor[start_index].swapaxes(0, 1).contiguous()
-            for name, tensor in self._states_t.items()
-        }
-        steps = self._steps_t
+        # (n_seq, stored, n_layers, hidden) -> (stored, n_layers, n_seq, hidden)
+        states = self._states_all[start_index].permute(1, 2, 0, 3).contiguous()
+        actor = (states[0], states[1])
+        critic = (states[2], states[3]) if self.critic_states else actor
+        steps = self._steps_all[index]
+        columns = self._step_columns
+
+        def step_array(name: str) -> th.Tensor:
+            return steps[:, columns[name]].flatten()
+
         if isinstance(self._obs_t, dict):
             observations: Any = {key: obs[index] for key, obs in self._obs_t.items()}
             samples_cls: Any = RecurrentDictRolloutBufferSamples
@@ -215,16 +239,13 @@ class _SequenceSampling:
             samples_cls = RecurrentRolloutBufferSamples
         return samples_cls(
             observations=observations,
-            actions=steps["actions"][index],
-            old_values=steps["values"][index].flatten(),
-            old_log_prob=steps["log_probs"][index].flatten(),
-            advantages=steps["advantages"][index].flatten(),
-            returns=steps["returns"][index].flatten(),
-            lstm_states=RNNStates(
-                (states["hidden_states_pi"], states["cell_states_pi"]),
-                (states["hidden_states_vf"], states["cell_states_vf"]),
-            ),
-            episode_starts=steps["episode_starts"][index].flatten() * mask,
+            actions=steps[:, columns["actions"]],
+            old_values=step_array("values"),
+            old_log_prob=step_array("log_probs"),
+            advantages=step_array("advantages"),
+            returns=step_array("returns"),
+            lstm_states=RNNStates(actor, critic),
+            episode_starts=step_array("episode_starts") * mask,
             mask=mask,
         )
 
@@ -233,17 +254,32 @@ class SequenceRolloutBuffer(_SequenceSampling, RecurrentRolloutBuffer):
     """sb3-contrib's ``RecurrentRolloutBuffer`` serving whole shuffled (truncated) sequences.
 
     :param bptt_length: cut sequences every ``bptt_length`` steps; None cuts only at episode
-        starts and env boundaries. Other arguments as ``RecurrentRolloutBuffer``.
+        starts and env boundaries.
+    :param critic_states: whether the critic has recurrent states of its own (an LSTM); if
+        not, the minibatches serve the actor's in their place. Other arguments as
+        ``RecurrentRolloutBuffer``.
     """
 
-    def __init__(self, *args: Any, bptt_length: int | None = None, **kwargs: Any) -> None:
-        self._init_sequences(bptt_length)
+    def __init__(
+        self,
+        *args: Any,
+        bptt_length: int | None = None,
+        critic_states: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        self._init_sequences(bptt_length, critic_states)
         super().__init__(*args, **kwargs)
 
 
 class SequenceDictRolloutBuffer(_SequenceSampling, RecurrentDictRolloutBuffer):
     """``SequenceRolloutBuffer`` for Dict observation spaces."""
 
-    def __init__(self, *args: Any, bptt_length: int | None = None, **kwargs: Any) -> None:
-        self._init_sequences(bptt_length)
+    def __init__(
+        self,
+        *args: Any,
+        bptt_length: int | None = None,
+        critic_states: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        self._init_sequences(bptt_length, critic_states)
         super().__init__(*args, **kwargs)

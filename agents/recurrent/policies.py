@@ -25,7 +25,7 @@ from gymnasium import spaces
 from sb3_contrib.common.recurrent.policies import (
     RecurrentActorCriticPolicy as Sb3ContribRecurrentPolicy,
 )
-from stable_baselines3.common.preprocessing import get_flattened_obs_dim
+from stable_baselines3.common.preprocessing import get_flattened_obs_dim, preprocess_obs
 from stable_baselines3.common.torch_layers import (
     BaseFeaturesExtractor,
     CombinedExtractor,
@@ -116,6 +116,12 @@ class FastRecurrentPolicy(Sb3ContribRecurrentPolicy):
         Hopper-P and Walker2d-P policies such a step of the LSTM moved it 6-52x as far as one
         of all the rest (docs/kl_sensitivity.md). A smaller share lets a KL-limited update
         also move the heads and the action noise.
+    :param project_critic_input: a feed-forward critic (``enable_critic_lstm=False``, not
+        shared) maps its features linearly to ``lstm_hidden_size`` values before its MLP, as
+        sb3-contrib's does (True, the default). False feeds the features straight to the MLP,
+        as PPO's critic: a linear map before the MLP's first linear layer adds no function the
+        layer cannot learn alone, only weights and time (docs/throughput.md). Our trainer
+        builds False (agents/algos.py); True keeps models built or saved before it loadable.
     """
 
     def __init__(
@@ -128,6 +134,7 @@ class FastRecurrentPolicy(Sb3ContribRecurrentPolicy):
         forget_bias: float | None = None,
         skip_connection: bool = False,
         memory_lr_scale: float = 1.0,
+        project_critic_input: bool = True,
         **kwargs: Any,
     ) -> None:
         if recurrent_cell not in RECURRENT_CELLS:
@@ -137,6 +144,7 @@ class FastRecurrentPolicy(Sb3ContribRecurrentPolicy):
         self.recurrent_cell = recurrent_cell
         self.skip_connection = skip_connection  # read by _build_mlp_extractor, called below
         self.memory_lr_scale = memory_lr_scale
+        self.project_critic_input = project_critic_input
         optimizer_class = kwargs.get("optimizer_class", th.optim.Adam)
         check_recurrent_kwargs(recurrent_cell, kwargs.get("lstm_kwargs") or {})
         if not args and optimizer_class is th.optim.Adam and kwargs.get("optimizer_kwargs") is None:
@@ -153,9 +161,13 @@ class FastRecurrentPolicy(Sb3ContribRecurrentPolicy):
         rebuild = recurrent_cell != "lstm" or critic_dim != self.features_dim
         if rebuild:
             self._rebuild_recurrent_layers(recurrent_cell, critic_dim)
+        unprojected = not project_critic_input and self.critic is not None
+        if unprojected:
+            self.critic = nn.Identity()
+            self._set_value_net(critic_dim)
         if skip_connection:
             self._connect_critic_skip(critic_dim)
-        if rebuild or skip_connection or memory_lr_scale != 1.0:
+        if rebuild or unprojected or skip_connection or memory_lr_scale != 1.0:
             self._rebuild_optimizer(lr_schedule)
         if forget_bias is not None:
             set_forget_bias(self, forget_bias)
@@ -183,19 +195,21 @@ class FastRecurrentPolicy(Sb3ContribRecurrentPolicy):
     def _connect_critic_skip(self, critic_dim: int) -> None:
         """The critic's side of the skip connection (``_process_sequence`` does the rest): a
         feed-forward critic's layer also passes its input on, and a value head whose input
-        differs from the actor's (a privileged critic's) gets its own width."""
+        differs from the actor's (a privileged critic's) gets its own width. A feed-forward
+        critic that reads its features unprojected reads all of them already."""
+        if isinstance(self.critic, nn.Identity):
+            return
         if self.critic is not None:
             self.critic = SkipLinear(self.critic)
         if not self.shared_lstm and critic_dim != self.features_dim:
-            value_net = MlpExtractor(
-                self.lstm_actor.hidden_size + critic_dim,
-                self.net_arch,
-                self.activation_fn,
-                self.device,
-            ).value_net
-            if self.ortho_init:
-                value_net.apply(partial(self.init_weights, gain=np.sqrt(2)))
-            self.mlp_extractor.value_net = value_net
+            self._set_value_net(self.lstm_actor.hidden_size + critic_dim)
+
+    def _set_value_net(self, input_dim: int) -> None:
+        """A new critic MLP of the policy's ``net_arch`` that reads ``input_dim`` values."""
+        extractor = MlpExtractor(input_dim, self.net_arch, self.activation_fn, self.device)
+        if self.ortho_init:
+            extractor.value_net.apply(partial(self.init_weights, gain=np.sqrt(2)))
+        self.mlp_extractor.value_net = extractor.value_net
 
     def _rebuild_optimizer(self, lr_schedule: Schedule) -> None:
         """After modules are added or replaced: the optimizer holds references to the
@@ -246,6 +260,7 @@ class FastRecurrentPolicy(Sb3ContribRecurrentPolicy):
             recurrent_cell=self.recurrent_cell,
             skip_connection=self.skip_connection,
             memory_lr_scale=self.memory_lr_scale,
+            project_critic_input=self.project_critic_input,
         )
         return data
 
@@ -315,6 +330,18 @@ class PrivilegedCriticPolicy(FastRecurrentPolicy):
 
     def _critic_features_extractor(self) -> BaseFeaturesExtractor:
         return SelectKeys(self.observation_space, (OBSERVATION_KEY, PRIVILEGED_KEY))
+
+    def extract_features(  # type: ignore[override]
+        self, obs: dict[str, th.Tensor], features_extractor: BaseFeaturesExtractor | None = None
+    ) -> th.Tensor | tuple[th.Tensor, th.Tensor]:
+        """The actor's and the critic's features, as the two extractors give them, from one
+        preprocessing of the observation: the critic's are the actor's and the state."""
+        if features_extractor is not None:
+            return super().extract_features(obs, features_extractor)
+        observation = preprocess_obs(obs, self.observation_space, self.normalize_images)
+        actor = th.flatten(observation[OBSERVATION_KEY], start_dim=1)
+        state = th.flatten(observation[PRIVILEGED_KEY], start_dim=1)
+        return actor, th.cat([actor, state], dim=1)
 
     def state_prediction_loss(
         self,

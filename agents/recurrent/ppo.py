@@ -17,6 +17,7 @@ save/load and ``predict`` are sb3-contrib's. Two pieces change (issue 5):
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any, ClassVar
 
 import numpy as np
@@ -24,6 +25,7 @@ import sb3_contrib
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.utils import explained_variance
 
 from agents.recurrent.buffers import (
     SequenceDictRolloutBuffer,
@@ -46,6 +48,9 @@ from agents.recurrent.policies import (
 # 1-100-step memory task every length tried from 16 to None learned within seed noise of
 # sb3-contrib, and 16 keeps gradients over twice the horizon of 8.
 DEFAULT_BPTT_LENGTH: int | None = 16
+
+# The loss terms that train() logs as means over an update's minibatches (sb3-contrib's names).
+_LOGGED_TERMS = ("entropy_loss", "policy_gradient_loss", "value_loss", "clip_fraction")
 
 
 class RecurrentPPO(sb3_contrib.RecurrentPPO):
@@ -118,6 +123,7 @@ class RecurrentPPO(sb3_contrib.RecurrentPPO):
             gae_lambda=self.gae_lambda,
             n_envs=self.n_envs,
             bptt_length=self.bptt_length,
+            critic_states=self.policy.lstm_critic is not None,
         )
         if self.recompute_states:
             self.rollout_buffer.refresh_states_with = self.policy
@@ -131,10 +137,116 @@ class RecurrentPPO(sb3_contrib.RecurrentPPO):
                 group["lr"] *= group.get("lr_scale", 1.0)
 
     def train(self) -> None:
-        """sb3-contrib's PPO epochs, then the state-prediction pass if ``state_loss_coef``."""
-        super().train()
+        """sb3-contrib's PPO epochs (its loss, clipping, early stop and logs, step for step),
+        then the state-prediction pass if ``state_loss_coef``.
+
+        One difference in how, not what: a mean over a minibatch's real steps is a sum
+        weighted by the mask over their number, where sb3-contrib selects them with the
+        boolean mask. The numbers are the same (to rounding; tests/test_fast_recurrent.py),
+        but selecting costs a copy forward and a scatter backward for each term of the loss,
+        which made ~5 % of an iteration (docs/throughput.md). The logged values are read
+        once per update, not once per minibatch.
+        """
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        clip_range = self.clip_range(self._current_progress_remaining)
+        clip_range_vf = None
+        if self.clip_range_vf is not None:
+            clip_range_vf = self.clip_range_vf(self._current_progress_remaining)
+        logged: dict[str, list[th.Tensor]] = defaultdict(list)  # per minibatch, detached
+        continue_training = True
+        for epoch in range(self.n_epochs):
+            approx_kl_divs = []
+            for data in self.rollout_buffer.get(self.batch_size):
+                terms = self._loss_terms(data, clip_range, clip_range_vf)
+                loss = terms["loss"]
+                for name in _LOGGED_TERMS:
+                    logged[name].append(terms[name].detach())
+                approx_kl_divs.append(terms["approx_kl"].detach())
+                if self.target_kl is not None and terms["approx_kl"] > 1.5 * self.target_kl:
+                    continue_training = False
+                    if self.verbose >= 1:
+                        print(f"Early stopping at step {epoch} due to reaching max kl")
+                    break
+                self.policy.optimizer.zero_grad()
+                loss.backward()
+                th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+                self.policy.optimizer.step()
+            self._n_updates += 1
+            if not continue_training:
+                break
+        self._record_train_logs(logged, approx_kl_divs, loss, clip_range, clip_range_vf)
         if self.state_loss_coef > 0:
             self._train_state_prediction()
+
+    def _loss_terms(
+        self, data: Any, clip_range: float, clip_range_vf: float | None
+    ) -> dict[str, th.Tensor]:
+        """sb3-contrib's PPO loss on one minibatch of padded sequences, and what it logs."""
+        actions = data.actions
+        if isinstance(self.action_space, spaces.Discrete):
+            actions = actions.long().flatten()
+        mask = data.mask
+        n_real = mask.sum()
+
+        def mean(values: th.Tensor) -> th.Tensor:  # over the real steps, padding left out
+            return (values * mask).sum() / n_real
+
+        values, log_prob, entropy = self.policy.evaluate_actions(
+            data.observations, actions, data.lstm_states, data.episode_starts
+        )
+        values = values.flatten()
+        advantages = data.advantages
+        if self.normalize_advantage:
+            centred = advantages - mean(advantages)
+            std = ((centred**2 * mask).sum() / (n_real - 1)).sqrt()  # th.std's, unbiased
+            advantages = centred / (std + 1e-8)
+        log_ratio = log_prob - data.old_log_prob
+        ratio = th.exp(log_ratio)
+        clipped_ratio = th.clamp(ratio, 1 - clip_range, 1 + clip_range)
+        policy_loss = -mean(th.min(advantages * ratio, advantages * clipped_ratio))
+        if clip_range_vf is not None:  # the change in value clipped, as SB3
+            values = data.old_values + th.clamp(
+                values - data.old_values, -clip_range_vf, clip_range_vf
+            )
+        value_loss = mean((data.returns - values) ** 2)
+        entropy_loss = -mean(entropy if entropy is not None else -log_prob)
+        with th.no_grad():
+            clip_fraction = mean((th.abs(ratio - 1) > clip_range).float())
+            approx_kl = mean((ratio - 1) - log_ratio)  # Schulman's estimator, SB3 issue 417
+        return {
+            "loss": policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss,
+            "policy_gradient_loss": policy_loss,
+            "value_loss": value_loss,
+            "entropy_loss": entropy_loss,
+            "clip_fraction": clip_fraction,
+            "approx_kl": approx_kl,
+        }
+
+    def _record_train_logs(
+        self,
+        logged: dict[str, list[th.Tensor]],
+        approx_kl_divs: list[th.Tensor],
+        loss: th.Tensor,
+        clip_range: float,
+        clip_range_vf: float | None,
+    ) -> None:
+        """sb3-contrib's ``train/`` records: means over the update's minibatches (approx_kl
+        over the last epoch's), as it logs them."""
+        for name in _LOGGED_TERMS:
+            self.logger.record(f"train/{name}", th.stack(logged[name]).mean().item())
+        self.logger.record("train/approx_kl", th.stack(approx_kl_divs).mean().item())
+        self.logger.record("train/loss", loss.item())
+        explained_var = explained_variance(
+            self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten()
+        )
+        self.logger.record("train/explained_variance", explained_var)
+        if hasattr(self.policy, "log_std"):
+            self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/clip_range", clip_range)
+        if clip_range_vf is not None:
+            self.logger.record("train/clip_range_vf", clip_range_vf)
 
     def _train_state_prediction(self) -> None:
         # Its own pass rather than a term in sb3-contrib's loss, which has no hook for one: the
