@@ -4,6 +4,7 @@ holds rollouts collected without training, and the check that its sequences repr
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -92,9 +93,11 @@ def rollout_only_model(
     n_rollouts: int = 1,
     max_episode_steps: int | None = None,
     after_rollout: Callable[[RecurrentPPO], None] | None = None,
+    **policy_kwargs: Any,
 ) -> RecurrentPPO:
     """A model that collects ``n_rollouts`` rollouts of CartPole with its initial parameters
-    (``train`` only calls ``after_rollout``); its buffer holds the last one."""
+    (``train`` only calls ``after_rollout``); its buffer holds the last one. ``policy_kwargs``
+    add to the policy's."""
     wrapper, policy = OBSERVATIONS[observations]
     env_kwargs = {"max_episode_steps": max_episode_steps} if max_episode_steps else None
     env = make_vec_env(
@@ -106,7 +109,7 @@ def rollout_only_model(
         n_steps=N_STEPS * 2,
         batch_size=BATCH_SIZE,
         bptt_length=bptt_length,
-        policy_kwargs=dict(lstm_hidden_size=HIDDEN, recurrent_cell=cell),
+        policy_kwargs=dict(lstm_hidden_size=HIDDEN, recurrent_cell=cell, **policy_kwargs),
         seed=seed,
     )
     model.train = lambda: after_rollout and after_rollout(model)  # type: ignore[method-assign]

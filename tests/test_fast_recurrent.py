@@ -240,14 +240,23 @@ def test_train_updates_and_logs_as_sb3_contribs_train(env_id: str, settings: dic
         (1, "gru", "flat"),
         (5, "gru", "flat"),
         (5, "lstm", "dict"),
+        (5, "lstm", "feed-forward critic"),
+        (5, "gru", "feed-forward critic"),
     ],
 )
 def test_truncated_sequences_reproduce_the_rollout(
     bptt_length: int | None, cell: str, observations: str
 ) -> None:
     """Sequences from stored states, reset at episode starts, give the rollout's outputs again
-    (tests/recurrent_helpers.py says why that checks the state bookkeeping)."""
-    model = rollout_only_model(bptt_length, cell, observations=observations)
+    (tests/recurrent_helpers.py says why that checks the state bookkeeping). Without a critic
+    LSTM the buffer stores the actor's states only."""
+    if observations == "feed-forward critic":
+        model = rollout_only_model(
+            bptt_length, cell, enable_critic_lstm=False, project_critic_input=False
+        )
+        assert model.rollout_buffer.critic_states is False
+    else:
+        model = rollout_only_model(bptt_length, cell, observations=observations)
     assert model.rollout_buffer.episode_starts[1:].any(), "episodes should end in the rollout"
     assert_sequences_reproduce_the_rollout(model)
 

@@ -34,6 +34,7 @@ from sb3_contrib.common.recurrent.type_aliases import (
     RecurrentRolloutBufferSamples,
     RNNStates,
 )
+from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.policies import BaseModel
 
 _STATE_ARRAYS = ("hidden_states_pi", "cell_states_pi", "hidden_states_vf", "cell_states_vf")
@@ -107,7 +108,7 @@ def sequence_starts(
 class _SequenceSampling:
     """``get()`` for the two sequence buffers below (array and Dict observations).
 
-    Mixed in front of an sb3-contrib recurrent buffer; reuses its storage and ``add()``.
+    Mixed in front of an sb3-contrib recurrent buffer; reuses its storage.
     """
 
     bptt_length: int | None
@@ -122,6 +123,21 @@ class _SequenceSampling:
         check_bptt_length(bptt_length)
         self.bptt_length = bptt_length
         self.critic_states = critic_states
+
+    def _stored_states(self) -> tuple[str, ...]:
+        return _STATE_ARRAYS if self.critic_states else _STATE_ARRAYS[:2]
+
+    def add(self, *args: Any, lstm_states: RNNStates, **kwargs: Any) -> None:
+        """As sb3-contrib's ``add``, storing the critic's states only if it has its own, and
+        each state with one copy."""
+        states = (*lstm_states.pi, *lstm_states.vf)  # the critic's are left out if not its own
+        for name, state in zip(self._stored_states(), states, strict=False):
+            self.__dict__[name][self.pos] = state.cpu().numpy()
+        self._add_step(*args, **kwargs)
+
+    def _add_step(self, *args: Any, **kwargs: Any) -> None:
+        """The step's arrays, as SB3's buffer without states stores them."""
+        raise NotImplementedError
 
     def _recompute_states(self, policy: Any) -> None:
         """Replay each env's rollout through the current recurrent layers, from its stored
@@ -153,15 +169,12 @@ class _SequenceSampling:
 
     def _prepare(self) -> None:
         """Flatten env-major (as sb3-contrib) and move everything to torch once per rollout."""
-        # (n_steps, n_layers, n_envs, hidden) -> (n_steps, n_envs, n_layers, hidden)
-        for name in _STATE_ARRAYS:
-            self.__dict__[name] = self.__dict__[name].swapaxes(1, 2)
         if isinstance(self.observations, dict):
             for key, obs in self.observations.items():
                 self.observations[key] = self.swap_and_flatten(obs)
         else:
             self.observations = self.swap_and_flatten(self.observations)
-        for name in (*_STEP_ARRAYS, *_STATE_ARRAYS):
+        for name in _STEP_ARRAYS:
             self.__dict__[name] = self.swap_and_flatten(self.__dict__[name])
         self.generator_ready = True
 
@@ -179,9 +192,17 @@ class _SequenceSampling:
             name: slice(end - step.shape[1], end)
             for name, step, end in zip(_STEP_ARRAYS, steps, ends, strict=True)
         }
-        stored = _STATE_ARRAYS if self.critic_states else _STATE_ARRAYS[:2]
-        # (n_envs * n_steps, len(stored), n_layers, hidden)
-        self._states_all = th.stack([self.to_torch(self.__dict__[name]) for name in stored], 1)
+        stored = self._stored_states()
+        # each (n_steps, n_layers, n_envs, hidden) -> env-major (n_envs * n_steps, len(stored),
+        # n_layers, hidden), copied once into place
+        n_layers, hidden = self.hidden_state_shape[1], self.hidden_state_shape[3]
+        states = np.empty(
+            (self.n_envs, self.buffer_size, len(stored), n_layers, hidden), np.float32
+        )
+        for i, name in enumerate(stored):
+            states[:, :, i] = self.__dict__[name].transpose(2, 0, 1, 3)
+        states = states.reshape(size, len(stored), n_layers, hidden)
+        self._states_all = self.to_torch(states, copy=False)
         self._states_t = {name: self._states_all[:, i] for i, name in enumerate(stored)}
         self._seq_starts, self._seq_lengths = sequence_starts(
             self.episode_starts.flatten(), self.buffer_size, self.bptt_length
@@ -270,6 +291,9 @@ class SequenceRolloutBuffer(_SequenceSampling, RecurrentRolloutBuffer):
         self._init_sequences(bptt_length, critic_states)
         super().__init__(*args, **kwargs)
 
+    def _add_step(self, *args: Any, **kwargs: Any) -> None:
+        RolloutBuffer.add(self, *args, **kwargs)
+
 
 class SequenceDictRolloutBuffer(_SequenceSampling, RecurrentDictRolloutBuffer):
     """``SequenceRolloutBuffer`` for Dict observation spaces."""
@@ -283,3 +307,6 @@ class SequenceDictRolloutBuffer(_SequenceSampling, RecurrentDictRolloutBuffer):
     ) -> None:
         self._init_sequences(bptt_length, critic_states)
         super().__init__(*args, **kwargs)
+
+    def _add_step(self, *args: Any, **kwargs: Any) -> None:
+        DictRolloutBuffer.add(self, *args, **kwargs)
