@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -648,3 +649,27 @@ def test_seed_table_shows_each_seed_beside_the_mean(tmp_path, capsys):
     assert seed_table.main(["robots", "C-v0", "--results", str(path)]) == 2
     assert seed_table.main(["other", "A-v0", "--results", str(path)]) == 2
     assert "no env 'C-v0'" in capsys.readouterr().err
+
+
+def test_exploration_noise_reads_the_initial_policys_action_std(tmp_path):
+    """Without gSDE the std is the policy's exp(log_std_init) exactly, recurrent or not; with
+    gSDE it depends on the last hidden layer, and rises with log_std_init."""
+    from benchmarks import exploration_noise
+
+    small = "n_envs=2 n_steps=64 batch_size=64"
+    rows = [
+        f"recurrent_ppo {small} use_sde=false log_std_init=-0.5",
+        f"ppo {small} use_sde=false log_std_init=0.3",
+        f"recurrent_ppo {small} log_std_init=0.0",
+        f"recurrent_ppo {small} log_std_init=1.0",
+    ]
+    out = tmp_path / "noise"
+    args = ["--env", "Pendulum-P-v1", "--seeds", "0", "--out", str(out)]
+    exploration_noise.main([*args, *(arg for row in rows for arg in ("--row", row))])
+    stds = [row["std"][0] for row in json.loads(out.with_suffix(".json").read_text())["rows"]]
+    assert stds[0] == pytest.approx(math.exp(-0.5), rel=1e-4)
+    assert stds[1] == pytest.approx(math.exp(0.3), rel=1e-4)
+    assert stds[2] < stds[3]
+    assert "| recurrent_ppo | n_envs=2, n_steps=64, batch_size=64, log_std_init=1.0 |" in (
+        out.with_suffix(".md").read_text()
+    )
