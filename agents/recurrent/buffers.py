@@ -119,10 +119,17 @@ class _SequenceSampling:
     # (RecurrentPPO's recompute_states); None keeps the states stored during the rollout.
     refresh_states_with: Any = None
 
-    def _init_sequences(self, bptt_length: int | None, critic_states: bool) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        bptt_length: int | None = None,
+        critic_states: bool = True,
+        **kwargs: Any,
+    ) -> None:
         check_bptt_length(bptt_length)
         self.bptt_length = bptt_length
         self.critic_states = critic_states
+        super().__init__(*args, **kwargs)  # the sb3-contrib buffer's
 
     def _stored_states(self) -> tuple[str, ...]:
         return _STATE_ARRAYS if self.critic_states else _STATE_ARRAYS[:2]
@@ -281,32 +288,12 @@ class SequenceRolloutBuffer(_SequenceSampling, RecurrentRolloutBuffer):
         ``RecurrentRolloutBuffer``.
     """
 
-    def __init__(
-        self,
-        *args: Any,
-        bptt_length: int | None = None,
-        critic_states: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        self._init_sequences(bptt_length, critic_states)
-        super().__init__(*args, **kwargs)
-
     def _add_step(self, *args: Any, **kwargs: Any) -> None:
         RolloutBuffer.add(self, *args, **kwargs)
 
 
 class SequenceDictRolloutBuffer(_SequenceSampling, RecurrentDictRolloutBuffer):
     """``SequenceRolloutBuffer`` for Dict observation spaces."""
-
-    def __init__(
-        self,
-        *args: Any,
-        bptt_length: int | None = None,
-        critic_states: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        self._init_sequences(bptt_length, critic_states)
-        super().__init__(*args, **kwargs)
 
     def _add_step(self, *args: Any, **kwargs: Any) -> None:
         DictRolloutBuffer.add(self, *args, **kwargs)
