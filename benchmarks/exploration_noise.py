@@ -27,9 +27,10 @@ import numpy as np
 import torch as th
 
 from agents import atomic
-from agents.algos import build_model, is_recurrent
+from agents.algos import build_model
 from agents.config import make_config, parse_assignments
 from agents.environments import make_vec
+from benchmarks.rollouts import evaluate_batch, training_rollout
 
 DEFAULT_ROWS = (
     "recurrent_ppo",
@@ -48,24 +49,13 @@ def initial_noise_std(env_id: str, algo: str, overrides: dict[str, Any], seed: i
     config = make_config(env_id, algo=algo, seed=seed, overrides=overrides)
     env = make_vec(config, config.n_envs, seed)
     model = build_model(config, env)
-    _, callback = model._setup_learn(model.n_steps * env.num_envs)  # as learn() starts
-    model.policy.set_training_mode(False)
-    model.collect_rollouts(env, callback, model.rollout_buffer, model.n_steps)
+    batches = training_rollout(model, env)
     env.close()
     action_dims = int(np.prod(env.action_space.shape))
-    total, steps = 0.0, 0.0
     with th.no_grad():
-        for batch in model.rollout_buffer.get(config.batch_size):
-            if is_recurrent(algo):
-                _, _, entropy = model.policy.evaluate_actions(
-                    batch.observations, batch.actions, batch.lstm_states, batch.episode_starts
-                )
-                weight = batch.mask
-            else:
-                _, _, entropy = model.policy.evaluate_actions(batch.observations, batch.actions)
-                weight = th.ones_like(entropy)
-            total += float((entropy * weight).sum())
-            steps += float(weight.sum())
+        evaluated = [evaluate_batch(model.policy, batch) for batch in batches]
+    total = sum(float(entropy[real].sum()) for _, entropy, real in evaluated)
+    steps = sum(int(real.sum()) for _, _, real in evaluated)
     return math.exp(total / steps / action_dims - HALF_LOG_2_PI_E)
 
 

@@ -24,11 +24,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch as th
-from stable_baselines3.common.callbacks import CallbackList
 
 from agents.runs import load
+from benchmarks.rollouts import evaluate_batch, training_rollout
 
 PARTS = {  # part: prefixes of the actor's parameter names
     "lstm": ("lstm_actor.",),
@@ -39,39 +38,18 @@ PARTS = {  # part: prefixes of the actor's parameter names
 DEFAULT_RUNS = "runs/benchmark/mujoco*/*-P-v5__*ppo__*"
 
 
-def _rollout(run: Any, seed: int) -> list[Any]:
-    """One rollout of the run's n_steps x n_envs with its policy, as minibatches of the run's
-    batch size (whole sequences for a recurrent run)."""
-    model = run.model
-    env = run.make_env(n_envs=model.n_envs, seed=seed)
-    model.env = env
-    model._last_obs = env.reset()
-    # every env starts an episode, so a recurrent policy resets whatever state it holds
-    model._last_episode_starts = np.ones(env.num_envs, dtype=bool)
-    callback = CallbackList([])  # SB3's no-op
-    callback.init_callback(model)
-    model.policy.set_training_mode(False)
-    model.collect_rollouts(env, callback, model.rollout_buffer, model.n_steps)
-    env.close()
-    return list(model.rollout_buffer.get(model.batch_size))
-
-
 def _log_probs(policy: Any, batch: Any) -> tuple[th.Tensor, th.Tensor]:
     """Log-probabilities of the rollout's actions and their advantages (padding dropped)."""
-    if hasattr(batch, "lstm_states"):
-        _, log_prob, _ = policy.evaluate_actions(
-            batch.observations, batch.actions, batch.lstm_states, batch.episode_starts
-        )
-        real = batch.mask > 1e-8
-        return log_prob[real], batch.advantages[real]
-    _, log_prob, _ = policy.evaluate_actions(batch.observations, batch.actions)
-    return log_prob, batch.advantages
+    log_prob, _, real = evaluate_batch(policy, batch)
+    return log_prob[real], batch.advantages[real]
 
 
 def sensitivity(run_dir: Path, lr: float, memory_scale: float | None, seed: int) -> dict[str, Any]:
     run = load(run_dir)
     policy = run.model.policy
-    batches = _rollout(run, seed)
+    env = run.make_env(n_envs=run.model.n_envs, seed=seed)
+    batches = training_rollout(run.model, env)
+    env.close()
     policy.zero_grad()
     with th.no_grad():
         before = th.cat([_log_probs(policy, batch)[0] for batch in batches])
