@@ -141,7 +141,7 @@ def _train_parser() -> argparse.ArgumentParser:
 # the flags of a hyperparameter search, named as in rl-baselines3-zoo; None: tuning's default
 TUNING_FLAGS = (
     "n_trials", "max_total_trials", "n_jobs", "storage", "study_name", "sampler", "pruner",
-    "n_startup_trials", "n_evaluations", "search_space", "heartbeat_interval",
+    "n_startup_trials", "n_evaluations", "trial_seeds", "search_space", "heartbeat_interval",
 )  # fmt: skip
 
 
@@ -165,6 +165,13 @@ def _add_tuning_arguments(parser: argparse.ArgumentParser) -> None:
     tune.add_argument("--pruner", help="median (default), halving or none")
     tune.add_argument("--n-startup-trials", type=int, help="random trials first (default 10)")
     tune.add_argument("--n-evaluations", type=int, help="evaluations a run (default 5)")
+    tune.add_argument(
+        "--trial-seeds",
+        type=int,
+        metavar="N",
+        help="runs per env in a trial, seeds --seed to --seed + N - 1; scored by their mean, "
+        "for tasks whose seeds differ more than their settings do (default 1)",
+    )
     tune.add_argument(
         "--search-space", metavar="FILE.yaml", help="agents/tuning/search_spaces.yaml"
     )

@@ -4,6 +4,7 @@ can act on, and workers sharing one study (a SQLite file; a PostgreSQL server in
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import re
@@ -222,6 +223,23 @@ def test_multi_task_objective_is_the_mean_over_envs(tmp_path):
     assert sorted(trial.intermediate_values) == [1, 2, 3, 4]  # each env at its own steps
 
 
+def test_trial_seeds_score_a_trial_by_the_mean_over_seeds(tmp_path):
+    result = optimize(
+        [tiny_config("DinnerCycle-v0", seed=3)],
+        StudyOptions(n_trials=1, progress=False, plots=False, n_evaluations=2, trial_seeds=2),
+        study_dir=tmp_path,
+        fixed_keys=TINY,
+    )
+    trial = optuna.load_study(study_name=result.study_name, storage=result.storage).trials[0]
+    runs = trial.user_attrs["runs"]
+    assert runs == ["trial_0__DinnerCycle-v0__seed3", "trial_0__DinnerCycle-v0__seed4"]
+    metrics = [json.loads((tmp_path / run / "metrics.json").read_text()) for run in runs]
+    configs = [yaml.safe_load((tmp_path / run / "config.yaml").read_text()) for run in runs]
+    assert [config["seed"] for config in configs] == [3, 4]
+    assert trial.value == pytest.approx(sum(m["success_rate"] for m in metrics) / 2)
+    assert sorted(trial.intermediate_values) == [1, 2, 3, 4]  # each seed at its own steps
+
+
 def test_diverged_trial_is_pruned_not_fatal(tmp_path):
     # a learning rate of 1e30 makes the weights NaN within the first update
     space = tmp_path / "space.yaml"
@@ -293,6 +311,7 @@ def test_search_space_sampling_folds_schedules_and_skips_fixed_keys(tmp_path):
         (["--sampler", "grid"], "unknown sampler 'grid'; choose one of: tpe, random"),
         (["--pruner", "hyperband"], "unknown pruner 'hyperband'"),
         (["--n-trials", "0"], "--n-trials must be >= 1, got 0"),
+        (["--trial-seeds", "0"], "--trial-seeds must be >= 1, got 0"),
         (["--storage", "postgresql+psycopg://tuner@127.0.0.1:1/optuna"], "cannot open the Optuna"),
         (["--storage", "sqlite:////no/such/folder/study.db"], "cannot open the Optuna storage"),
         (["--storage", "nosuchdb://x"], "cannot open the Optuna storage"),

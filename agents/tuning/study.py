@@ -65,6 +65,7 @@ class StudyOptions:
     pruner: str = "median"
     n_startup_trials: int = 10  # random trials before TPE and the pruner start judging
     n_evaluations: int = 5  # periodic evaluations per run, each reported to the pruner
+    trial_seeds: int = 1  # runs per env in a trial, seeds --seed and up; the score is their mean
     search_space: str | Path | None = None  # YAML file; None: agents/tuning/search_spaces.yaml
     heartbeat_interval: int = 60  # seconds; a trial silent for twice this is failed
     seed: int | None = None  # sampler seed; None: each worker samples differently
@@ -76,7 +77,7 @@ class StudyOptions:
             raise UserError(f"unknown sampler {self.sampler!r}; choose one of: tpe, random")
         if self.pruner not in PRUNERS:
             raise UserError(f"unknown pruner {self.pruner!r}; choose one of: {', '.join(PRUNERS)}")
-        for name in ("n_trials", "n_jobs", "n_evaluations", "heartbeat_interval"):
+        for name in ("n_trials", "n_jobs", "n_evaluations", "trial_seeds", "heartbeat_interval"):
             if getattr(self, name) < 1:
                 flag = "--" + name.replace("_", "-")
                 raise UserError(f"{flag} must be >= 1, got {getattr(self, name)}")
@@ -150,6 +151,7 @@ def optimize(
         n_evaluations=options.n_evaluations,
         fixed={key: configs[0].to_dict()[key] for key in sorted(fixed) if key not in RUN_KEYS},
         command=command,
+        seeds=options.trial_seeds,
     )
     interrupted = _run_trials(optuna, study, objective, options)
     optuna.storages.fail_stale_trials(study)

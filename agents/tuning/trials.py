@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class Objective:
-    """One trial: sample, train a run folder per env, return the mean score."""
+    """One trial: sample, train a run folder per env and seed, return the mean score."""
 
     configs: list[TrainConfig]
     space: search_spaces.Space
@@ -32,32 +32,45 @@ class Objective:
     n_evaluations: int
     fixed: dict[str, Any]
     command: str | None = None
+    seeds: int = 1  # runs per env, seeds seed .. seed + seeds - 1: one seed's luck is no score
 
     def __call__(self, trial: optuna.Trial) -> float:
         tuned = search_spaces.sample(trial, self.space, self.configs[0].recurrent_cell)
         trial.set_user_attr("fixed", {"algo": self.configs[0].algo, **self.fixed})
         scores: dict[str, float] = {}
         for index, base in enumerate(self.configs):
-            try:
-                config = trial_config(base, tuned, self.n_evaluations)
-            except UserError as error:  # a combination the config refuses
-                raise prune(trial, f"invalid combination: {error}") from None
-            trial.set_user_attr("tuned", {key: config.to_dict()[key] for key in tuned})
-            run_dir = self.folder / f"trial_{trial.number}__{safe_name(config.env)}"
-            trial.set_user_attr("runs", [*trial.user_attrs.get("runs", []), run_dir.name])
-            pruning = TrialPruning(trial, index * self.n_evaluations, self.n_evaluations)
-            try:
-                train(config, run_dir=run_dir, command=self.command, after_eval=pruning)
-            except (ValueError, AssertionError, FloatingPointError) as error:
-                # random hyperparameters can make the weights NaN; torch refuses them so
-                reason = str(error).strip().splitlines()[0][:200]
-                raise prune(trial, f"diverged: {type(error).__name__}: {reason}") from None
-            metrics = json.loads((run_dir / METRICS_FILE).read_text())
-            scores[config.env] = score(metrics)
+            runs = []
+            for offset in range(self.seeds):
+                seeded = replace(base, seed=base.seed + offset)
+                first_step = (index * self.seeds + offset) * self.n_evaluations
+                runs.append(self._run(trial, seeded, tuned, first_step))
+            scores[base.env] = float(np.mean(runs))
             trial.set_user_attr("scores", scores)
-            if not math.isfinite(scores[config.env]):
+            if not math.isfinite(scores[base.env]):
                 raise prune(trial, "diverged: the final evaluation is not finite")
         return float(np.mean(list(scores.values())))
+
+    def _run(
+        self, trial: optuna.Trial, base: TrainConfig, tuned: dict[str, Any], first_step: int
+    ) -> float:
+        """Train one run folder of the trial; its score."""
+        try:
+            config = trial_config(base, tuned, self.n_evaluations)
+        except UserError as error:  # a combination the config refuses
+            raise prune(trial, f"invalid combination: {error}") from None
+        trial.set_user_attr("tuned", {key: config.to_dict()[key] for key in tuned})
+        seed = f"__seed{config.seed}" if self.seeds > 1 else ""
+        run_dir = self.folder / f"trial_{trial.number}__{safe_name(config.env)}{seed}"
+        trial.set_user_attr("runs", [*trial.user_attrs.get("runs", []), run_dir.name])
+        pruning = TrialPruning(trial, first_step, self.n_evaluations)
+        try:
+            train(config, run_dir=run_dir, command=self.command, after_eval=pruning)
+        except (ValueError, AssertionError, FloatingPointError) as error:
+            # random hyperparameters can make the weights NaN; torch refuses them so
+            reason = str(error).strip().splitlines()[0][:200]
+            raise prune(trial, f"diverged: {type(error).__name__}: {reason}") from None
+        metrics = json.loads((run_dir / METRICS_FILE).read_text())
+        return score(metrics)
 
 
 def trial_config(base: TrainConfig, tuned: dict[str, Any], n_evaluations: int) -> TrainConfig:
