@@ -225,9 +225,32 @@ def test_train_updates_and_logs_as_sb3_contribs_train(env_id: str, settings: dic
     stock, stock_logs = trained(sb3_contrib.RecurrentPPO.train)
     for a, b in zip(ours, stock, strict=True):
         th.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
-    assert our_logs.keys() == stock_logs.keys()
+    assert our_logs.keys() == {*stock_logs, "train/grad_norm"}  # which stock does not log
     for key, value in stock_logs.items():
         assert our_logs[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+
+
+def test_train_logs_the_gradient_norm_before_clipping() -> None:
+    def grad_norm(max_grad_norm: float) -> float:
+        model = RecurrentPPO(
+            "MlpLstmPolicy",
+            make_vec_env("CartPole-v1", n_envs=2, seed=3),
+            n_steps=48,
+            batch_size=20,
+            n_epochs=1,
+            max_grad_norm=max_grad_norm,
+            policy_kwargs=dict(lstm_hidden_size=HIDDEN),
+            seed=3,
+        )
+        model.set_logger(configure(None, []))
+        model.learn(96)  # one update: the same rollout and first gradients under both clips
+        return model.logger.name_to_value["train/grad_norm"]
+
+    clipped, free = grad_norm(1e-6), grad_norm(1e6)
+    assert clipped > 1e-3  # the norm before clipping, not the clipped 1e-6
+    # one epoch: the first minibatch's gradient is the same under both clips, the later ones
+    # follow weights that moved by different steps
+    assert 0.2 < clipped / free < 5
 
 
 @pytest.mark.parametrize(

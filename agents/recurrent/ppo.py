@@ -170,7 +170,9 @@ class RecurrentPPO(sb3_contrib.RecurrentPPO):
                     break
                 self.policy.optimizer.zero_grad()
                 loss.backward()
-                th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+                # the norm before clipping: past max_grad_norm every weight's step shrinks
+                norm = th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+                logged["grad_norm"].append(norm.detach())
                 self.policy.optimizer.step()
             self._n_updates += 1
             if not continue_training:
@@ -232,9 +234,10 @@ class RecurrentPPO(sb3_contrib.RecurrentPPO):
         clip_range_vf: float | None,
     ) -> None:
         """sb3-contrib's ``train/`` records: means over the update's minibatches (approx_kl
-        over the last epoch's), as it logs them."""
-        for name in _LOGGED_TERMS:
-            self.logger.record(f"train/{name}", th.stack(logged[name]).mean().item())
+        over the last epoch's), as it logs them; and ``train/grad_norm``, the gradient's
+        norm before clipping, which sb3-contrib does not log."""
+        for name, values in logged.items():  # no grad_norm if target_kl stopped at once
+            self.logger.record(f"train/{name}", th.stack(values).mean().item())
         self.logger.record("train/approx_kl", th.stack(approx_kl_divs).mean().item())
         self.logger.record("train/loss", loss.item())
         explained_var = explained_variance(
