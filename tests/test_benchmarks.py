@@ -673,3 +673,23 @@ def test_exploration_noise_reads_the_initial_policys_action_std(tmp_path):
     assert "| recurrent_ppo | n_envs=2, n_steps=64, batch_size=64, log_std_init=1.0 |" in (
         out.with_suffix(".md").read_text()
     )
+
+
+def test_critic_fit_reports_the_fit_and_what_the_clip_lets_through(tmp_path):
+    """A clip far below the gradient's norm lets a sliver of each step through, one far
+    above it all of it; the norm itself is the unclipped one either way."""
+    from benchmarks import critic_fit
+
+    small = "n_timesteps=512 n_envs=2 n_steps=64 batch_size=64 n_epochs=2 eval_freq=0"
+    small += " final_eval_episodes=1"
+    rows = [f"recurrent_ppo {small} max_grad_norm=1e-6", f"recurrent_ppo {small} max_grad_norm=1e6"]
+    out = tmp_path / "fit"
+    args = ["--env", "Pendulum-P-v1", "--seeds", "0", "--out", str(out)]
+    critic_fit.main([*args, *(arg for row in rows for arg in ("--row", row))])
+    report = json.loads(out.with_suffix(".json").read_text())
+    tight, loose = (row["runs"][0] for row in report["rows"])
+    assert all(0 < share < 1e-3 for share in tight["passed"])
+    assert loose["passed"] == [1.0, 1.0]
+    assert all(norm > 1e-3 for norm in tight["grad_norm"] + loose["grad_norm"])
+    assert all(fit <= 1.0 for fit in tight["explained_variance"] + loose["explained_variance"])
+    assert "| recurrent_ppo | n_timesteps=512," in out.with_suffix(".md").read_text()
