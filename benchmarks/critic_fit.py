@@ -20,7 +20,6 @@ evaluation's mean return.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import statistics
@@ -31,9 +30,10 @@ from typing import Any
 import numpy as np
 
 from agents import atomic
-from agents.config import make_config, parse_assignments
+from agents.config import make_config
 from agents.runs import METRICS_FILE
 from agents.training import train
+from benchmarks import agent_rows
 
 DEFAULT_ROWS = (  # Pendulum-P's preset normalises rewards; the rows without it came before
     "recurrent_ppo normalize_reward=false",
@@ -83,8 +83,7 @@ def measure_run(env_id: str, algo: str, overrides: dict[str, Any], seed: int) ->
 def measure(env_id: str, rows: list[str], seeds: list[int]) -> dict[str, Any]:
     results = []
     for row in rows:
-        algo, *assignments = row.split()
-        overrides = parse_assignments(assignments)
+        algo, overrides = agent_rows.parse_row(row)
         runs = [measure_run(env_id, algo, overrides, seed) for seed in seeds]
         results.append({"row": row, "algo": algo, "overrides": overrides, "runs": runs})
         fit = _mean(runs, "explained_variance", 0)
@@ -127,22 +126,15 @@ def write_markdown(report: dict[str, Any], path: Path, command: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--env", default="Pendulum-P-v1")
-    parser.add_argument(
-        "--row",
-        action="append",
-        help='an algo and overrides, e.g. "recurrent_ppo normalize_reward=true" (repeatable; '
-        "default: the rows of DEFAULT_ROWS)",
+    agent_rows.main(
+        argv,
+        name="critic_fit",
+        description=__doc__.splitlines()[0],
+        default_rows=DEFAULT_ROWS,
+        example_row="recurrent_ppo normalize_reward=true",
+        measure=measure,
+        write_markdown=write_markdown,
     )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--out", type=Path, default=Path("docs/critic_fit"))
-    args = parser.parse_args(argv)
-    report = measure(args.env, args.row or list(DEFAULT_ROWS), args.seeds)
-    command = "python -m benchmarks.critic_fit " + " ".join(argv or [])
-    atomic.write_json(args.out.with_suffix(".json"), report)
-    write_markdown(report, args.out.with_suffix(".md"), command.strip())
-    print(f"wrote {args.out}.md and .json")
 
 
 if __name__ == "__main__":

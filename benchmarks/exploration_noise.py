@@ -17,7 +17,6 @@ clipping to the action bounds. Mean and range over seeds (each seed its own init
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 from pathlib import Path
@@ -28,8 +27,9 @@ import torch as th
 
 from agents import atomic
 from agents.algos import build_model
-from agents.config import make_config, parse_assignments
+from agents.config import make_config
 from agents.environments import make_vec
+from benchmarks import agent_rows
 from benchmarks.rollouts import evaluate_batch, training_rollout
 
 DEFAULT_ROWS = (
@@ -62,8 +62,7 @@ def initial_noise_std(env_id: str, algo: str, overrides: dict[str, Any], seed: i
 def measure(env_id: str, rows: list[str], seeds: list[int]) -> dict[str, Any]:
     results = []
     for row in rows:
-        algo, *assignments = row.split()
-        overrides = parse_assignments(assignments)
+        algo, overrides = agent_rows.parse_row(row)
         stds = [initial_noise_std(env_id, algo, overrides, seed) for seed in seeds]
         results.append({"row": row, "algo": algo, "overrides": overrides, "std": stds})
         print(f"{row:40s} std {statistics.mean(stds):.2f} ({min(stds):.2f}-{max(stds):.2f})")
@@ -95,23 +94,15 @@ def write_markdown(report: dict[str, Any], path: Path, command: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--env", default="Pendulum-P-v1")
-    parser.add_argument(
-        "--row",
-        action="append",
-        help='an algo and overrides, e.g. "recurrent_ppo log_std_init=1" (repeatable; '
-        "default: the rows of DEFAULT_ROWS)",
+    agent_rows.main(
+        argv,
+        name="exploration_noise",
+        description=__doc__.splitlines()[0],
+        default_rows=DEFAULT_ROWS,
+        example_row="recurrent_ppo log_std_init=1",
+        measure=measure,
+        write_markdown=write_markdown,
     )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--out", type=Path, default=Path("docs/exploration_noise"))
-    args = parser.parse_args(argv)
-    th.set_num_threads(1)
-    report = measure(args.env, args.row or list(DEFAULT_ROWS), args.seeds)
-    command = "python -m benchmarks.exploration_noise " + " ".join(argv or [])
-    atomic.write_json(args.out.with_suffix(".json"), report)
-    write_markdown(report, args.out.with_suffix(".md"), command.strip())
-    print(f"wrote {args.out}.md and .json")
 
 
 if __name__ == "__main__":
