@@ -2,10 +2,12 @@
 through: train, then read the run's ``train/`` log.
 
 PPO's advantages are only as good as its critic. A critic that regresses returns in the env's
-own units (Pendulum's reach -100 and below at gamma 0.9) must move its output far from where
-it starts, while Adam moves each weight by about the learning rate per step whatever the
-error's size: it fits them late. Its large errors also fill the gradient's norm, which PPO
-clips for the whole loss at once (``max_grad_norm``), the actor's part with the critic's.
+own units (Pendulum's reach -100 and below) must move its output far from where it starts,
+while Adam moves each weight by about the learning rate per step whatever the error's size;
+its large errors also fill the gradient's norm, which PPO clips for the whole loss at once
+(``max_grad_norm``), the actor's part with the critic's. Normalised rewards (``normalize``
+with ``normalize_reward``) keep the targets near unit size; these measures show what that
+changes in a run.
 This script trains each row's agent at the env's preset plus the row's overrides and reports,
 from the run's ``progress.csv`` (one line per update), over the first and the last half of the
 updates and then over seeds: the explained variance of the returns by the rollout's values
