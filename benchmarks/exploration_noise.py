@@ -32,14 +32,16 @@ from agents.environments import make_vec
 from benchmarks import agent_rows
 from benchmarks.rollouts import evaluate_batch, training_rollout
 
+# log_std_init given in every row but the preset's own, so that the rows keep their meaning
+# when a preset's value changes (Pendulum-P's search chose 1.411)
 DEFAULT_ROWS = (
-    "recurrent_ppo",
-    "recurrent_ppo recurrent_cell=gru",
+    "recurrent_ppo log_std_init=0.0",
+    "recurrent_ppo recurrent_cell=gru log_std_init=0.0",
     "recurrent_ppo log_std_init=1.0",
-    "recurrent_ppo log_std_init=1.5",
+    "recurrent_ppo",
     "recurrent_ppo log_std_init=2.0",
-    "ppo",
-    "ppo_framestack",
+    "ppo log_std_init=0.0",
+    "ppo_framestack log_std_init=0.0",
 )
 HALF_LOG_2_PI_E = 0.5 * math.log(2 * math.pi * math.e)
 
