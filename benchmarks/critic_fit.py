@@ -8,6 +8,7 @@ its large errors also fill the gradient's norm, which PPO clips for the whole lo
 (``max_grad_norm``), the actor's part with the critic's. Normalised rewards (``normalize``
 with ``normalize_reward``) keep the targets near unit size; these measures show what that
 changes in a run.
+
 This script trains each row's agent at the env's preset plus the row's overrides and reports,
 from the run's ``progress.csv`` (one line per update), over the first and the last half of the
 updates and then over seeds: the explained variance of the returns by the rollout's values
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from agents import atomic
+from agents.callbacks import PROGRESS_FILE
 from agents.config import make_config
 from agents.runs import METRICS_FILE
 from agents.training import train
@@ -68,7 +70,7 @@ def measure_run(env_id: str, algo: str, overrides: dict[str, Any], seed: int) ->
     config = make_config(env_id, algo=algo, seed=seed, overrides=overrides, progress=False)
     with tempfile.TemporaryDirectory() as folder:
         run_dir = train(config, run_dir=Path(folder) / "run")
-        logged = updates(run_dir / "progress.csv")
+        logged = updates(run_dir / PROGRESS_FILE)
         metrics = json.loads((run_dir / METRICS_FILE).read_text())
     norms = logged["train/grad_norm"]
     return {

@@ -59,8 +59,8 @@ class Objective:
         except UserError as error:  # a combination the config refuses
             raise prune(trial, f"invalid combination: {error}") from None
         trial.set_user_attr("tuned", {key: config.to_dict()[key] for key in tuned})
-        seed = f"__seed{config.seed}" if self.seeds > 1 else ""
-        run_dir = self.folder / f"trial_{trial.number}__{safe_name(config.env)}{seed}"
+        seed_suffix = f"__seed{config.seed}" if self.seeds > 1 else ""
+        run_dir = self.folder / f"trial_{trial.number}__{safe_name(config.env)}{seed_suffix}"
         trial.set_user_attr("runs", [*trial.user_attrs.get("runs", []), run_dir.name])
         pruning = TrialPruning(trial, first_step, self.n_evaluations)
         try:
