@@ -72,9 +72,13 @@ def test_matches_stock_sb3_contrib_on_the_same_minibatch(action_space, policy_kw
     assert n_minibatches == 5 + 1
 
 
+@pytest.mark.parametrize("resets", [True, False], ids=["with-resets", "without-resets"])
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_stepping_one_step_at_a_time_equals_one_call_over_the_sequence(cell: str) -> None:
-    """Rollouts step with the cell functions, training runs nn.LSTM/nn.GRU: same outputs."""
+def test_stepping_one_step_at_a_time_equals_one_call_over_the_sequence(
+    cell: str, resets: bool
+) -> None:
+    """Rollouts step with the cell functions, training runs nn.LSTM/nn.GRU: same outputs,
+    with resets at sequence starts and mid-sequence, and on the path without any."""
     policy = FastRecurrentPolicy(
         spaces.Box(-1, 1, (3,)), spaces.Discrete(2), lambda _: 1e-3,
         lstm_hidden_size=HIDDEN, n_lstm_layers=2, recurrent_cell=cell,
@@ -84,6 +88,7 @@ def test_stepping_one_step_at_a_time_equals_one_call_over_the_sequence(cell: str
     episode_starts = th.zeros(n_envs, n_steps)
     episode_starts[:, 0] = th.tensor([1.0, 0.0, 1.0, 0.0])
     episode_starts[1, 3] = 1.0  # a reset mid-sequence: the time axis is split there
+    episode_starts *= resets
     states = tuple(th.randn(2, n_envs, HIDDEN) for _ in range(2))
     with th.no_grad():
         step_states, step_outputs = states, []

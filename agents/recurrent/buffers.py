@@ -78,10 +78,6 @@ def pack_minibatches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
     return [np.asarray(group) for group in groups]
 
 
-def rnn_shape(rnn: th.nn.Module) -> tuple[int, int]:
-    return rnn.num_layers, rnn.hidden_size
-
-
 def sequence_starts(
     episode_starts: np.ndarray, n_steps: int, bptt_length: int | None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -164,14 +160,14 @@ class _SequenceSampling:
             for suffix, extractor, rnn in networks:
                 features = BaseModel.extract_features(policy, self._obs_t, extractor)
                 features = features.reshape(n_envs, n_steps, -1)
-                hidden_name, cell_name = f"hidden_states_{suffix}", f"cell_states_{suffix}"
-                # (n_envs * n_steps, n_layers, hidden), env-major -> per env and step
-                hidden = self._states_t[hidden_name].view(n_envs, n_steps, *rnn_shape(rnn))
-                cell = self._states_t[cell_name].view(n_envs, n_steps, *rnn_shape(rnn))
-                state = (hidden[:, 0].swapaxes(0, 1), cell[:, 0].swapaxes(0, 1))
+                # (n_layers, n_envs * n_steps, hidden), env-major -> per env and step
+                shape = (rnn.num_layers, n_envs, n_steps, rnn.hidden_size)
+                hidden = self._states_t[f"hidden_states_{suffix}"].view(shape)
+                cell = self._states_t[f"cell_states_{suffix}"].view(shape)
+                state = (hidden[:, :, 0], cell[:, :, 0])
                 for t in range(n_steps):
                     # stored: the state before step t, before its episode-start reset
-                    hidden[:, t], cell[:, t] = state[0].swapaxes(0, 1), state[1].swapaxes(0, 1)
+                    hidden[:, :, t], cell[:, :, t] = state
                     _, state = policy._process_sequence(features[:, t], state, starts[:, t], rnn)
 
     def _prepare(self) -> None:
@@ -189,35 +185,38 @@ class _SequenceSampling:
             self._obs_t: Any = {k: self.to_torch(v) for k, v in self.observations.items()}
         else:
             self._obs_t = self.to_torch(self.observations)
-        # The per-step arrays side by side in one tensor, and the states in another, so that a
+        # The per-step arrays stacked in one tensor, and the states in another, so that a
         # minibatch takes one gather from each (``_states_t`` names views of the states).
+        # Steps run along the last axis but one, so that what a gather gives is already laid
+        # out as the minibatch serves it: each per-step array a contiguous row, the states
+        # (n_layers, n_seq, hidden) as the recurrent layers take them.
         size = self.buffer_size * self.n_envs
         steps = [self.to_torch(self.__dict__[name]).reshape(size, -1) for name in _STEP_ARRAYS]
-        self._steps_all = th.cat(steps, dim=1)
+        self._steps_all = th.cat(steps, dim=1).T.contiguous()
         ends = np.cumsum([step.shape[1] for step in steps])
         self._step_columns = {
             name: slice(end - step.shape[1], end)
             for name, step, end in zip(_STEP_ARRAYS, steps, ends, strict=True)
         }
         stored = self._stored_states()
-        # each (n_steps, n_layers, n_envs, hidden) -> env-major (n_envs * n_steps, len(stored),
-        # n_layers, hidden), copied once into place
+        # each (n_steps, n_layers, n_envs, hidden) -> env-major (len(stored), n_layers,
+        # n_envs * n_steps, hidden), copied once into place
         n_layers, hidden = self.hidden_state_shape[1], self.hidden_state_shape[3]
         states = np.empty(
-            (self.n_envs, self.buffer_size, len(stored), n_layers, hidden), np.float32
+            (len(stored), n_layers, self.n_envs, self.buffer_size, hidden), np.float32
         )
         for i, name in enumerate(stored):
-            states[:, :, i] = self.__dict__[name].transpose(2, 0, 1, 3)
-        states = states.reshape(size, len(stored), n_layers, hidden)
+            states[i] = self.__dict__[name].transpose(1, 2, 0, 3)
+        states = states.reshape(len(stored), n_layers, size, hidden)
         self._states_all = self.to_torch(states, copy=False)
-        self._states_t = {name: self._states_all[:, i] for i, name in enumerate(stored)}
+        self._states_t = {name: self._states_all[i] for i, name in enumerate(stored)}
         self._seq_starts, self._seq_lengths = sequence_starts(
             self.episode_starts.flatten(), self.buffer_size, self.bptt_length
         )
 
     def _step_column(self, name: str) -> th.Tensor:
         """A view of one per-step array of the whole rollout (one of ``_STEP_ARRAYS``)."""
-        return self._steps_all[:, self._step_columns[name]].flatten()
+        return self._steps_all[self._step_columns[name]].flatten()
 
     def get(
         self, batch_size: int | None = None
@@ -249,25 +248,24 @@ class _SequenceSampling:
         mask = th.as_tensor(valid.reshape(-1), dtype=th.float32, device=self.device)
 
         start_index = th.as_tensor(starts, device=self.device)
-        # (n_seq, stored, n_layers, hidden) -> (stored, n_layers, n_seq, hidden)
-        states = self._states_all[start_index].permute(1, 2, 0, 3).contiguous()
+        states = self._states_all.index_select(2, start_index)  # (stored, n_layers, n_seq, hidden)
         actor = (states[0], states[1])
         critic = (states[2], states[3]) if self.critic_states else actor
-        steps = self._steps_all[index]
+        steps = self._steps_all.index_select(1, index)
         columns = self._step_columns
 
         def step_array(name: str) -> th.Tensor:
-            return steps[:, columns[name]].flatten()
+            return steps[columns[name]].flatten()
 
         if isinstance(self._obs_t, dict):
-            observations: Any = {key: obs[index] for key, obs in self._obs_t.items()}
+            observations: Any = {k: obs.index_select(0, index) for k, obs in self._obs_t.items()}
             samples_cls: Any = RecurrentDictRolloutBufferSamples
         else:
-            observations = self._obs_t[index]
+            observations = self._obs_t.index_select(0, index)
             samples_cls = RecurrentRolloutBufferSamples
         return samples_cls(
             observations=observations,
-            actions=steps[:, columns["actions"]],
+            actions=steps[columns["actions"]].T,
             old_values=step_array("values"),
             old_log_prob=step_array("log_probs"),
             advantages=step_array("advantages"),

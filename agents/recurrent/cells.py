@@ -97,8 +97,10 @@ def step_with_cells(
     ``nn.LSTM``'s whole-sequence kernel (oneDNN on CPU) costs about twice as much per call as
     the cell function; same arithmetic, outputs equal to ~1e-7.
     """
-    keep = (1.0 - episode_starts).view(-1, 1)
-    return step_cells(features, (states[0] * keep, states[1] * keep), rnn)
+    if episode_starts.any():  # most steps start no episode: the check costs less than a reset
+        keep = (1.0 - episode_starts).view(-1, 1)
+        states = (states[0] * keep, states[1] * keep)
+    return step_cells(features, states, rnn)
 
 
 def step_cells(
@@ -108,17 +110,22 @@ def step_cells(
     policies (agents/export.py) run this same arithmetic, so they act as ``predict`` does."""
     hidden, cell = states
     x = features
+    # w_ih, w_hh, b_ih, b_hh of each layer in turn: the list nn.LSTM.forward itself passes to
+    # its kernel, kept current by nn.RNNBase (looking each weight up by name cost ~5 % of a
+    # rollout step's recurrent work)
+    weights = rnn._flat_weights
     new_hidden, new_cell = [], []
     for layer in range(rnn.num_layers):
-        weights = [getattr(rnn, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh")]
-        biases = [getattr(rnn, f"{name}_l{layer}") for name in ("bias_ih", "bias_hh")]
+        layer_weights = weights[4 * layer : 4 * layer + 4]
         if isinstance(rnn, nn.LSTM):
-            x, c = th.lstm_cell(x, (hidden[layer], cell[layer]), *weights, *biases)
+            x, c = th.lstm_cell(x, (hidden[layer], cell[layer]), *layer_weights)
         else:
-            x = th.gru_cell(x, hidden[layer], *weights, *biases)
+            x = th.gru_cell(x, hidden[layer], *layer_weights)
             c = th.zeros_like(x)
         new_hidden.append(x)
         new_cell.append(c)
+    if rnn.num_layers == 1:  # a view, where stacking one tensor copies it
+        return x, (x.unsqueeze(0), c.unsqueeze(0))
     return x, (th.stack(new_hidden), th.stack(new_cell))
 
 

@@ -71,9 +71,24 @@ def run_sequence(
         return step_with_cells(features, lstm_states, episode_starts, lstm)
     # (n_seq * max_len, dim) -> (max_len, n_seq, dim), the layout nn.LSTM expects
     features_sequence = features.reshape((n_seq, -1, lstm.input_size)).swapaxes(0, 1)
-    episode_starts = episode_starts.reshape((n_seq, -1)).swapaxes(0, 1)
-    max_len = features_sequence.shape[0]
+    if episode_starts.any():
+        output, states = _run_with_resets(features_sequence, lstm_states, episode_starts, lstm)
+    else:  # no reset anywhere (most minibatches of long episodes): skip finding them
+        output, states = lstm(features_sequence, lstm_states)
+    # (max_len, n_seq, hidden) -> (n_seq * max_len, hidden), sequence-major again
+    return th.flatten(output.transpose(0, 1), start_dim=0, end_dim=1), states
 
+
+def _run_with_resets(
+    features_sequence: th.Tensor,
+    lstm_states: tuple[th.Tensor, th.Tensor],
+    episode_starts: th.Tensor,
+    lstm: nn.Module,
+) -> tuple[th.Tensor, tuple[th.Tensor, th.Tensor]]:
+    """``run_sequence``'s time-major recurrent calls, one per stretch between the time
+    indices where some sequence resets."""
+    max_len, n_seq = features_sequence.shape[:2]
+    episode_starts = episode_starts.reshape((n_seq, -1)).swapaxes(0, 1)
     reset_steps = [0]
     if max_len > 1:
         reset_steps += (th.nonzero(episode_starts[1:].any(dim=1)).flatten() + 1).tolist()
@@ -87,8 +102,7 @@ def run_sequence(
         output, (hidden, cell) = lstm(features_sequence[start:end], (keep * hidden, keep * cell))
         outputs.append(output)
     output = outputs[0] if len(outputs) == 1 else th.cat(outputs)
-    # (max_len, n_seq, hidden) -> (n_seq * max_len, hidden), sequence-major again
-    return th.flatten(output.transpose(0, 1), start_dim=0, end_dim=1), (hidden, cell)
+    return output, (hidden, cell)
 
 
 class FastRecurrentPolicy(Sb3ContribRecurrentPolicy):
