@@ -18,6 +18,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
 
 from agents.recurrent.buffers import pack_minibatches, sequence_starts
+from agents.recurrent.cells import make_recurrent_layer, step_cells
 from agents.recurrent.policies import FastRecurrentPolicy
 from agents.recurrent.ppo import RecurrentPPO
 from agents.rollout import episodes
@@ -104,6 +105,23 @@ def test_stepping_one_step_at_a_time_equals_one_call_over_the_sequence(
     th.testing.assert_close(th.stack(step_outputs, dim=1).reshape(-1, HIDDEN), output)
     for a, b in zip(step_states, final, strict=True):
         th.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_cell_steps_equal_the_recurrent_layer(cell: str, bias: bool) -> None:
+    """step_cells (collecting, predict, export) reads each layer's weights from the layer's
+    own list: one step of two layers equals the layer's forward, with or without biases."""
+    rnn = make_recurrent_layer(cell, 3, HIDDEN, 2, bias=bias)
+    features = th.randn(5, 3)
+    states = tuple(th.randn(2, 5, HIDDEN) for _ in range(2))
+    with th.no_grad():
+        output, (hidden, cell_state) = step_cells(features, states, rnn)
+        expected, (expected_hidden, expected_cell) = rnn(features[None], states)
+    th.testing.assert_close(output, expected[0])
+    th.testing.assert_close(hidden, expected_hidden)
+    if cell == "lstm":
+        th.testing.assert_close(cell_state, expected_cell)
 
 
 def test_sequences_cut_at_episode_starts_env_boundaries_and_bptt_length() -> None:
