@@ -51,7 +51,7 @@ class TrainConfig:
     vec_env: str = "dummy"
     device: str = "cpu"
     torch_threads: int = 1
-    normalize: bool = False  # running mean and std of observations (VecNormalize)
+    normalize: bool = True  # running mean and std of real-valued observations (VecNormalize)
     normalize_reward: bool = True  # with normalize: rewards scaled too (off: the zoo's obs only)
     # periodic evaluation and checkpoints, in env steps summed over all envs (0 disables)
     eval_freq: int = 10_000

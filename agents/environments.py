@@ -23,6 +23,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.registration import load_env_creator
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.vec_env import (
     DummyVecEnv,
     SubprocVecEnv,
@@ -217,9 +218,19 @@ def make_vec(
                 vecnormalize_path, vec, config.env, expected_spaces, training, trained_on
             )
         elif training:
-            vec = VecNormalize(vec, gamma=config.gamma, norm_reward=config.normalize_reward)
+            vec = VecNormalize(
+                vec,
+                gamma=config.gamma,
+                norm_reward=config.normalize_reward,
+                **observation_normalization(vec.observation_space),
+            )
         else:  # an eval env during training: statistics synced by SB3 before each use
-            vec = VecNormalize(vec, training=False, norm_reward=False)
+            vec = VecNormalize(
+                vec,
+                training=False,
+                norm_reward=False,
+                **observation_normalization(vec.observation_space),
+            )
     if config.algo == "ppo_framestack":
         vec = VecFrameStack(vec, n_stack=config.frame_stack)
     return vec
@@ -267,6 +278,21 @@ def _privileged_size(model_spaces: tuple[gym.Space, gym.Space] | None) -> int | 
     return None if privileged is None else int(privileged.shape[0])
 
 
+def observation_normalization(space: gym.Space) -> dict[str, Any]:
+    """VecNormalize's ``norm_obs`` and ``norm_obs_keys`` for ``space``: the running mean and
+    std apply to the real-valued readings (Box, or a Dict's Box entries), not to images (the
+    policy scales those) or to discrete values, which VecNormalize refuses. With nothing to
+    normalise only the rewards are."""
+
+    def readings(subspace: gym.Space) -> bool:
+        return isinstance(subspace, spaces.Box) and not is_image_space(subspace)
+
+    if isinstance(space, spaces.Dict):
+        keys = [key for key, subspace in space.spaces.items() if readings(subspace)]
+        return {"norm_obs": bool(keys), "norm_obs_keys": keys or None}
+    return {"norm_obs": readings(space)}
+
+
 def load_normalization(
     path: Path | None,
     vec: VecEnv,
@@ -296,7 +322,7 @@ def read_normalization(path: Path | None) -> VecNormalize:
     corrupt file."""
     if path is None or not path.is_file():
         raise UserError(
-            f"the run normalises observations but {path} is missing; "
+            f"the run was trained with normalize=true but {path} is missing; "
             "use the whole run folder, or copy vecnormalize.pkl beside the model"
         )
     try:

@@ -10,6 +10,9 @@ judged beside their memoryless ceilings.
 - ``RunningParity``: 8 random bits, one a step; at the end the agent says whether it saw an
   odd number of ones. Every bit matters, so memory must update a running sum modulo 2, not
   just hold one value. Memoryless ceiling 1/2.
+- ``ScoredCueRecall``: ``CueRecall`` in a user's own units: 100 points for the right cue and
+  one point off every step, as a game score or a cost in seconds would come. The same memory,
+  rewards a hundred times the suite's. Memoryless ceiling 1/4.
 """
 
 from __future__ import annotations
@@ -79,3 +82,15 @@ class RunningParity(gym.Env):
     def _observation(self) -> np.ndarray:
         last = self._t == self.length - 1
         return np.array([self._bits[self._t], float(last)], np.float32)
+
+
+class ScoredCueRecall(CueRecall):
+    """``CueRecall`` scored in points: ``scale`` for the right cue, ``step_cost`` off each step."""
+
+    def __init__(self, scale: float = 100.0, step_cost: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scale, self.step_cost = scale, step_cost
+
+    def step(self, action):
+        observation, reward, terminated, truncated, info = super().step(action)
+        return observation, self.scale * reward - self.step_cost, terminated, truncated, info

@@ -42,7 +42,7 @@ DAMAGE: dict[str, tuple[Callable[[Path], object], str]] = {
     ),
     "vecnormalize-missing": (
         lambda run: (run / "vecnormalize.pkl").unlink(),
-        "the run normalises observations but",
+        "the run was trained with normalize=true but",
     ),
     "config-not-yaml": (
         lambda run: (run / "config.yaml").write_text("env: [unclosed"),

@@ -5,14 +5,16 @@ import shutil
 import textwrap
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.spaces import Box
 
 import agents
 from agents.algos import build_model
 from agents.cli import evaluate_main
 from agents.config import make_config
-from agents.environments import make_vec
+from agents.environments import make_vec, observation_normalization
 from agents.errors import UserError
 from agents.insight.report import write_report
 from agents.runs import load, read_config
@@ -87,6 +89,25 @@ def test_normalize_reward_chooses_whether_training_rewards_are_scaled(normalize_
     # CartPole pays 1 a step: scaled by the running return's std, it is no longer 1
     assert np.allclose(rewards, 1.0) is not normalize_reward
     env.close()
+
+
+def test_normalize_scales_only_the_readings_it_can():
+    """Discrete observations (FrozenLake) are left as they are and the rewards still scaled;
+    a Dict's real-valued entries are normalised, not its discrete ones or its images."""
+    config = make_config(env="FrozenLake-v1", normalize=True)
+    env = make_vec(config, 2, seed=0)
+    observations = env.reset()
+    assert env.norm_obs is False and env.norm_reward is True
+    assert set(np.asarray(observations).ravel()) <= set(range(16))  # cell indices, unscaled
+    env.close()
+
+    image = Box(0, 255, (16, 16, 3), np.uint8)
+    space = gym.spaces.Dict(
+        {"position": Box(-1, 1, (3,)), "gear": gym.spaces.Discrete(4), "camera": image}
+    )
+    assert observation_normalization(space) == {"norm_obs": True, "norm_obs_keys": ["position"]}
+    assert observation_normalization(image) == {"norm_obs": False}
+    assert observation_normalization(Box(-1, 1, (3,))) == {"norm_obs": True}
 
 
 USER_ENV = textwrap.dedent('''
