@@ -217,20 +217,13 @@ def make_vec(
             vec = load_normalization(
                 vecnormalize_path, vec, config.env, expected_spaces, training, trained_on
             )
-        elif training:
-            vec = VecNormalize(
-                vec,
-                gamma=config.gamma,
-                norm_reward=config.normalize_reward,
-                **observation_normalization(vec.observation_space),
-            )
-        else:  # an eval env during training: statistics synced by SB3 before each use
-            vec = VecNormalize(
-                vec,
-                training=False,
-                norm_reward=False,
-                **observation_normalization(vec.observation_space),
-            )
+        else:
+            readings = observation_normalization(vec.observation_space)
+            if training:
+                reward = {"gamma": config.gamma, "norm_reward": config.normalize_reward}
+            else:  # an eval env during training: statistics synced by SB3 before each use
+                reward = {"training": False, "norm_reward": False}
+            vec = VecNormalize(vec, **reward, **readings)
     if config.algo == "ppo_framestack":
         vec = VecFrameStack(vec, n_stack=config.frame_stack)
     return vec
