@@ -11,7 +11,7 @@ judged beside their memoryless ceilings.
   odd number of ones. Every bit matters, so memory must update a running sum modulo 2, not
   just hold one value. Memoryless ceiling 1/2.
 - ``ScoredCueRecall``: ``CueRecall`` in a user's own units: 100 points for the right cue and
-  one point off every step, as a game score or a cost in seconds would come. The same memory,
+  one point off every step, the way a game score or a time penalty would count. The same memory,
   rewards a hundred times the suite's. Memoryless ceiling 1/4.
 """
 
