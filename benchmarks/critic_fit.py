@@ -18,7 +18,7 @@ evaluation's mean return.
 
     python -m benchmarks.critic_fit               # Pendulum-P-v1: docs/critic_fit.*
     python -m benchmarks.critic_fit --env MyEnv-v0 --out /tmp/fit \
-        --row "recurrent_ppo" --row "recurrent_ppo normalize_reward=true"
+        --row "recurrent_ppo normalize=false" --row "recurrent_ppo"
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
         name="critic_fit",
         description=__doc__.splitlines()[0],
         default_rows=DEFAULT_ROWS,
-        example_row="recurrent_ppo normalize_reward=true",
+        example_row="recurrent_ppo normalize=false",
         measure=measure,
         write_markdown=write_markdown,
     )
